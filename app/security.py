@@ -1,0 +1,230 @@
+"""Security: roles declared in code, the security manager, the login API with its rate limit.
+
+Each screen and REST resource names its `center`; `ROLES` says which centers a role reaches and
+how (`read` or `write`). `sync_roles()` (run by `houtai init`) makes the database match exactly,
+so a role is never clicked together by hand and a new view is granted the day it is added.
+"""
+from flask import current_app, g
+from flask_appbuilder.api import expose, safe
+from flask_appbuilder.security.api import SecurityApi
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.utils.limit import Limit
+from flask_jwt_extended import create_access_token, create_refresh_token
+from flask_limiter.util import get_remote_address
+from marshmallow import Schema, ValidationError, fields, validate
+
+from models.security import User
+
+READ, WRITE = "read", "write"
+READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
+
+# Staff roles: one per staff function. Later centers add their own rows here.
+ROLES: dict[str, dict[str, str]] = {
+    "Admin": {},  # every permission, granted by FAB's admin sync
+    "ProductOps": {"product": WRITE, "shop": READ},
+    "OrderOps": {"order": WRITE, "shop": READ},
+    "CustomerService": {"customer_service": WRITE, "shop": READ},
+    "Marketing": {"marketing": WRITE, "shop": READ},
+    "Finance": {"finance": WRITE, "shop": READ},
+    "Warehouse": {"wms": WRITE},
+    "Purchasing": {"purchasing": WRITE},
+    "Risk": {"risk": WRITE, "audit": READ},
+    "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE},
+    "Merchant": {"shop": READ, "audit": READ},
+    "Storefront": {"storefront": WRITE, "shop": READ},
+}
+# Roles that act through the API only: no screens, no menus, no own-account screens.
+API_ONLY_ROLES = {"Storefront"}
+# Every role with screens may see and edit its own account and password.
+OWN_ACCOUNT_PERMISSIONS = [
+    ("can_userinfo", "UserDBModelView"),
+    ("resetmypassword", "UserDBModelView"),
+    ("userinfoedit", "UserDBModelView"),
+    ("can_this_form_get", "ResetMyPasswordView"),
+    ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_this_form_get", "UserInfoEditView"),
+    ("can_this_form_post", "UserInfoEditView"),
+]
+STAFF_ROLES = [r for r in ROLES if r not in ("Admin", "Merchant", "Storefront")]
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    provider = fields.String(required=True, validate=validate.OneOf(["db"]))
+    refresh = fields.Boolean(load_default=False)
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+class HoutaiSecurityApi(SecurityApi):
+    """FAB's login and refresh, with a validated body (no 500) and a shared rate limit."""
+
+    limits = [Limit(limit_value=_login_limit, key_func=get_remote_address,
+                    methods=("POST",), error_message="Too many login attempts")]
+
+    @expose("/login", methods=["POST"])
+    @safe
+    def login(self):
+        """Login with username and password, answer a JWT access (and refresh) token
+        ---
+        post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    username: {type: string}
+                    password: {type: string}
+                    provider: {type: string, enum: [db]}
+                    refresh: {type: boolean}
+          responses:
+            200:
+              description: Authentication succeeded
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            422:
+              $ref: '#/components/responses/422'
+            429:
+              description: Too many login attempts
+        """
+        from views.schema import json_body
+        from services.errors import HoutaiError
+
+        try:
+            payload = LoginSchema().load(json_body())
+        except HoutaiError as err:
+            return self.response(err.status, message=err.message, errors=err.errors)
+        except ValidationError as err:
+            return self.response(422, message="Validation failed", errors=err.messages)
+        user = self.appbuilder.sm.auth_user_db(payload["username"], payload["password"])
+        if not user:
+            return self.response(401, message="Wrong username or password", errors={})
+        tokens = {"access_token": create_access_token(identity=str(user.id), fresh=True)}
+        if payload["refresh"]:
+            tokens["refresh_token"] = create_refresh_token(identity=str(user.id))
+        return self.response(200, **tokens)
+
+
+class HoutaiUserDBModelView(UserDBModelView):
+    """Users: the shop a merchant belongs to; never a password hash in a list or a form."""
+
+    center = "users"
+    list_columns = ["username", "first_name", "last_name", "email", "active", "roles", "shop"]
+    show_columns = ["username", "first_name", "last_name", "email", "active", "roles", "shop",
+                    "last_login", "login_count", "created_on", "changed_on"]
+    add_columns = ["first_name", "last_name", "username", "active", "email", "roles", "shop",
+                   "password", "conf_password"]
+    edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", "shop"]
+    search_columns = ["username", "first_name", "last_name", "email", "active", "roles", "shop"]
+    user_show_fieldsets = [
+        ("User info", {"fields": ["username", "first_name", "last_name", "email", "shop"]}),
+        ("Audit", {"fields": ["last_login", "login_count", "created_on"], "expanded": False}),
+    ]
+
+
+class HoutaiSecurityManager(SecurityManager):
+    user_model = User
+    userdbmodelview = HoutaiUserDBModelView
+    security_api = HoutaiSecurityApi
+
+    def create_jwt_manager(self, app):
+        jwt_manager = super().create_jwt_manager(app)
+        register_jwt_errors(jwt_manager)
+        return jwt_manager
+
+    def register_views(self):
+        super().register_views()
+        # The login API is always there, whatever FAB_ADD_SECURITY_API says.
+        if not any(isinstance(v, HoutaiSecurityApi) for v in self.appbuilder.baseviews):
+            self.appbuilder.add_api(self.security_api)
+
+
+def register_jwt_errors(jwt_manager) -> None:
+    """JWT failures in our error shape ({"message", "errors"}) instead of {"msg"}."""
+    from flask import jsonify
+
+    def answer(message, status=401):
+        response = jsonify(message=message, errors={})
+        response.status_code = status
+        return response
+
+    jwt_manager.unauthorized_loader(lambda reason: answer(reason))
+    jwt_manager.invalid_token_loader(lambda reason: answer(reason))
+    jwt_manager.expired_token_loader(lambda header, data: answer("Token has expired"))
+    jwt_manager.revoked_token_loader(lambda header, data: answer("Token has been revoked"))
+    jwt_manager.needs_fresh_token_loader(lambda header, data: answer("Fresh token required"))
+    jwt_manager.user_lookup_error_loader(lambda header, data: answer("Unknown or inactive user"))
+
+
+def registered_views(appbuilder):
+    """Every registered view and API with the center it declares."""
+    return [v for v in appbuilder.baseviews if getattr(v, "center", None)]
+
+
+def _menu_names(appbuilder, view) -> list[str]:
+    names = []
+    for category in appbuilder.menu.get_list():
+        for item in category.childs or []:
+            if getattr(item, "baseview", None) is view or \
+                    item.name == getattr(view, "houtai_menu_name", None):
+                names += [item.name, category.name]
+    return names
+
+
+def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
+    """The exact (permission, view menu) pairs `role` should hold."""
+    grants = ROLES[role]
+    wanted: set[tuple[str, str]] = set()
+    for view in registered_views(appbuilder):
+        level = grants.get(view.center)
+        if level is None:
+            continue
+        permissions = set(view.base_permissions)
+        if level == READ:
+            permissions &= READ_PERMISSIONS
+        wanted |= {(p, view.class_permission_name) for p in permissions}
+        if role not in API_ONLY_ROLES:
+            wanted |= {("menu_access", name) for name in _menu_names(appbuilder, view)}
+    if role not in API_ONLY_ROLES:
+        wanted |= set(OWN_ACCOUNT_PERMISSIONS)
+    return wanted
+
+
+def sync_roles(appbuilder) -> dict[str, int]:
+    """Create every permission, then make each declared role hold exactly its grants
+    (Admin holds every permission there is)."""
+    sm = appbuilder.sm
+    roles = {name: sm.find_role(name) or sm.add_role(name) for name in ROLES}
+    appbuilder.add_permissions(update_perms=True)
+    all_permissions = {(pv.permission.name, pv.view_menu.name)
+                       for pv in appbuilder.session.query(sm.permissionview_model)}
+    counts = {}
+    for role_name, role in roles.items():
+        wanted = (all_permissions if role_name == "Admin"
+                  else desired_permissions(appbuilder, role_name))
+        current = {(pv.permission.name, pv.view_menu.name): pv for pv in role.permissions}
+        for permission, view_menu in sorted(wanted - set(current)):
+            sm.add_permission_role(role, sm.add_permission_view_menu(permission, view_menu))
+        for key in set(current) - wanted:
+            sm.del_permission_role(role, current[key])
+        counts[role_name] = len(wanted)
+    appbuilder.session.commit()
+    return counts
+
+
+def current_user_roles() -> set[str]:
+    user = getattr(g, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return set()
+    return {role.name for role in user.roles}
+
+
+

@@ -1,0 +1,106 @@
+"""Settings, read from the environment, with safe defaults for the embedded mode.
+
+| variable | unset means |
+|---|---|
+| DATABASE_URL | a SQLite file in the instance folder (the embedded default) |
+| REDIS_URL | background jobs run in-process right after the commit they depend on |
+| SECRET_KEY | a random key generated once and kept in the instance folder (refused in production) |
+| HOUTAI_ENV | `development`; `production` requires SECRET_KEY and turns off permission sync per process |
+| HOUTAI_TIMEZONE | Asia/Shanghai: the business day |
+| MAX_UPLOAD_MB | 5 |
+| DEMO_PASSWORD | a password generated once and kept in the instance folder |
+| LOGIN_RATE_LIMIT | `10 per minute` for the login endpoints |
+"""
+import os
+import secrets
+from pathlib import Path
+
+from flask_appbuilder.const import AUTH_DB
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe an application that may start."""
+
+
+def read_or_create_secret(instance_path: str, name: str, nbytes: int = 32) -> str:
+    """Return the secret kept in the instance folder under `name`, creating it once."""
+    path = Path(instance_path) / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs written the usual way."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def build_config(instance_path: str, env: dict | None = None) -> dict:
+    """All settings of one application, from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    houtai_env = env.get("HOUTAI_ENV", "development")
+    production = houtai_env == "production"
+    secret_key = env.get("SECRET_KEY")
+    if not secret_key:
+        if production:
+            raise ConfigurationError("SECRET_KEY must be set when HOUTAI_ENV=production")
+        secret_key = read_or_create_secret(instance_path, "secret_key")
+    database_url = env.get("DATABASE_URL") or (
+        "sqlite:///" + str(Path(instance_path) / "houtai.db")
+    )
+    redis_url = env.get("REDIS_URL") or None
+    max_upload_mb = int(env.get("MAX_UPLOAD_MB", "5"))
+    return {
+        "HOUTAI_ENV": houtai_env,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "HOUTAI_TIMEZONE": env.get("HOUTAI_TIMEZONE", "Asia/Shanghai"),
+        "HOUTAI_QUEUE": env.get("HOUTAI_QUEUE", "houtai"),
+        "MAX_UPLOAD_MB": max_upload_mb,
+        # The body limit leaves room for multipart framing around one upload.
+        "MAX_CONTENT_LENGTH": max_upload_mb * 1024 * 1024 + 64 * 1024,
+        "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # Flask-AppBuilder
+        "APP_NAME": "Houtai 后台",
+        "AUTH_TYPE": AUTH_DB,
+        "AUTH_ROLE_ADMIN": "Admin",
+        "AUTH_ROLE_PUBLIC": "Public",
+        "AUTH_DB_FAKE_PASSWORD_HASH_CHECK": True,
+        "AUTH_RATE_LIMITED": True,
+        "AUTH_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute"),
+        "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") != "0",
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "FAB_API_SWAGGER_UI": True,
+        "FAB_API_MAX_PAGE_SIZE": 100,
+        "FAB_UPDATE_PERMS": False,
+        "FAB_CREATE_DB": False,  # migrations create tables, never FAB at start-up
+        "FAB_ADD_SECURITY_API": False,
+        "FAB_API_SHOW_STACKTRACE": False,
+        "JWT_ACCESS_TOKEN_EXPIRES": int(env.get("JWT_ACCESS_TOKEN_SECONDS", "900")),
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "BABEL_DEFAULT_LOCALE": env.get("HOUTAI_LOCALE", "zh"),
+        "BABEL_DEFAULT_FOLDER": "translations",
+        "LANGUAGES": {
+            "en": {"flag": "gb", "name": "English"},
+            "zh": {"flag": "cn", "name": "简体中文"},
+        },
+        "UPLOAD_FOLDER": str(Path(instance_path) / "uploads"),
+        "IMG_UPLOAD_FOLDER": str(Path(instance_path) / "uploads" / "images"),
+        "IMG_UPLOAD_URL": "/uploads/images/",
+    }

@@ -1,0 +1,92 @@
+"""Who is acting: a console/API user, a job, or a CLI command. Audit rows and isolation read it."""
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from flask import g, has_request_context
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    user_id: int | None = None
+    shop_id: int | None = None
+    authenticated: bool = False
+
+    @classmethod
+    def job(cls, name: str) -> "Actor":
+        return cls(name=f"job:{name}", authenticated=True)
+
+    @classmethod
+    def system(cls, name: str) -> "Actor":
+        return cls(name=f"system:{name}", authenticated=True)
+
+    @classmethod
+    def for_user(cls, user) -> "Actor":
+        return cls(name=user.username, user_id=user.id, shop_id=user.shop_id, authenticated=True)
+
+
+ANONYMOUS = Actor(name="anonymous")
+_acting: ContextVar[Actor | None] = ContextVar("houtai_actor", default=None)
+
+
+def current_actor() -> Actor:
+    """The actor set by `acting_as`, else the request's logged-in user, else anonymous."""
+    actor = _acting.get()
+    if actor is not None:
+        return actor
+    if has_request_context():
+        user = getattr(g, "user", None)
+        if user is None:
+            from flask_login import current_user
+
+            user = current_user
+        if user is not None and getattr(user, "is_authenticated", False):
+            return Actor.for_user(user)
+    return ANONYMOUS
+
+
+@contextmanager
+def acting_as(actor: Actor):
+    """Run a block (a job, a CLI command, a test step) as `actor`."""
+    token = _acting.set(actor)
+    try:
+        yield actor
+    finally:
+        _acting.reset(token)
+
+
+class AllShops:
+    """Scope of staff: no shop restriction."""
+
+
+ALL_SHOPS = AllShops()
+NO_SHOP = object()
+
+
+def shop_scope():
+    """ALL_SHOPS for staff and jobs, the shop id for a merchant, NO_SHOP for anonymous."""
+    actor = current_actor()
+    if not actor.authenticated:
+        return NO_SHOP
+    if actor.shop_id is not None:
+        return actor.shop_id
+    return ALL_SHOPS
+
+
+def scope_query(query, model):
+    """Restrict a query over `model` to the rows the current actor may see (one rule for
+    screens, APIs, dashboards and exports)."""
+    from sqlalchemy import false
+
+    from models.base import shop_column_of
+
+    column = shop_column_of(model)
+    if column is None:
+        return query
+    scope = shop_scope()
+    if scope is ALL_SHOPS:
+        return query
+    if scope is NO_SHOP:
+        return query.filter(false())
+    return query.filter(getattr(model, column) == scope)

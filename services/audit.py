@@ -1,0 +1,146 @@
+"""The audit log, written by one session hook in the same transaction as every write.
+
+Any flush that inserts, updates or deletes a row of an audited model adds an `audit_log` row:
+who (the current actor: a user, a job or a command), when, model, primary key, action and the
+changed fields old → new. Screens, REST endpoints, bulk actions, jobs and commands all flush
+through the session, so none of them can write without leaving a trace.
+"""
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import event, insert, inspect
+from sqlalchemy.orm import Session
+
+from models.base import shop_column_of
+from services.actor import current_actor
+from services.clock import now
+
+HIDDEN = "[hidden]"
+# Bookkeeping that is not a business write: the log itself, the outbox, permission plumbing.
+NOT_AUDITED_TABLES = {
+    "audit_log", "outbox_event", "event_delivery",
+    "ab_permission", "ab_view_menu", "ab_permission_view", "ab_register_user",
+}
+# Columns that change on every login or every write and carry no decision.
+IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
+                   "updated_at", "created_at"}
+SECRET_COLUMNS = {"password", "secret", "api_key", "token"}
+_REASON_KEY = "houtai_audit_reason"
+
+
+def set_reason(session: Session, reason: str) -> None:
+    """Attach a business reason (approve, refund, adjust...) to the audit rows of this flush."""
+    session.info[_REASON_KEY] = reason
+
+
+def to_json(value):
+    """An audit-friendly JSON value: money and times as strings, enums by value."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if value is None or isinstance(value, (bool, int, str, float)):
+        return value
+    if isinstance(value, (list, dict)):
+        return value
+    return str(value)
+
+
+def _is_audited(obj) -> bool:
+    table = getattr(obj, "__tablename__", None)
+    return table is not None and table not in NOT_AUDITED_TABLES
+
+
+def _shown(key: str, value):
+    return HIDDEN if key in SECRET_COLUMNS else to_json(value)
+
+
+def _column_changes(obj, action: str) -> dict:
+    """{column: [old, new]} for the columns this flush changed (all of them on insert/delete)."""
+    state = inspect(obj)
+    changes = {}
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        if key in IGNORED_COLUMNS:
+            continue
+        history = state.attrs[key].history
+        if action == "update":
+            if not history.has_changes():
+                continue
+            old = history.deleted[0] if history.deleted else None
+            new = history.added[0] if history.added else None
+            if old == new:
+                continue
+            changes[key] = [_shown(key, old), _shown(key, new)]
+        elif action == "insert":
+            value = getattr(obj, key)
+            if value is not None:
+                changes[key] = [None, _shown(key, value)]
+        else:
+            value = history.unchanged[0] if history.unchanged else (
+                history.deleted[0] if history.deleted else getattr(obj, key, None))
+            changes[key] = [_shown(key, value), None]
+    return changes
+
+
+def _record_shop_id(obj, changes):
+    column = shop_column_of(type(obj))
+    if column is None:
+        return None
+    value = getattr(obj, column, None)
+    if value is None and column in changes:
+        value = changes[column][0]
+    return value
+
+
+def _primary_key(obj) -> str:
+    identity = inspect(obj).identity
+    if identity:
+        return ",".join(str(part) for part in identity)
+    return ",".join(str(getattr(obj, c.key)) for c in inspect(obj).mapper.primary_key)
+
+
+def _audit_rows(session: Session) -> list[dict]:
+    actor = current_actor()
+    reason = session.info.get(_REASON_KEY)
+    stamp = now()
+    rows = []
+    for action, objects in (("insert", session.new), ("update", session.dirty),
+                            ("delete", session.deleted)):
+        for obj in objects:
+            if not _is_audited(obj):
+                continue
+            if action == "update" and not session.is_modified(obj, include_collections=False):
+                continue
+            changes = _column_changes(obj, action)
+            if action == "update" and not changes:
+                continue
+            rows.append({
+                "created_at": stamp, "actor": actor.name, "user_id": actor.user_id,
+                "model": type(obj).__name__, "record_pk": _primary_key(obj), "action": action,
+                "changes": changes, "reason": reason, "shop_id": _record_shop_id(obj, changes),
+            })
+    return rows
+
+
+def _after_flush(session: Session, flush_context) -> None:
+    from models.audit import AuditLog
+
+    rows = _audit_rows(session)
+    if rows:
+        session.connection().execute(insert(AuditLog.__table__), rows)
+
+
+def _clear_reason(session: Session) -> None:
+    session.info.pop(_REASON_KEY, None)
+
+
+def install() -> None:
+    """Hook the audit log into every SQLAlchemy session (idempotent)."""
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "after_commit", _clear_reason)
+        event.listen(Session, "after_rollback", _clear_reason)

@@ -1,0 +1,81 @@
+"""Dashboard panels: each center registers its figures here; every figure is shop-scoped."""
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import func
+
+from flask_babel import lazy_gettext as _l
+
+from app.extensions import db
+from services.actor import scope_query
+from services.clock import business_date, business_zone, now
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: object  # a lazy translatable string
+    chart: str  # "bar" | "line" | "doughnut"
+    # (permission, view) the viewer needs; the panel is hidden otherwise
+    permission: tuple[str, str]
+    data: Callable[[], dict]
+
+
+_panels: list[Panel] = []
+
+
+def register_panel(panel: Panel) -> None:
+    if all(p.key != panel.key for p in _panels):
+        _panels.append(panel)
+
+
+def panels() -> list[Panel]:
+    return list(_panels)
+
+
+def shops_by_status() -> dict:
+    from models.shop import Shop
+
+    rows = scope_query(db.session.query(Shop.status, func.count(Shop.id)), Shop) \
+        .group_by(Shop.status).all()
+    counts = {status.value if hasattr(status, "value") else status: n for status, n in rows}
+    labels = ["applying", "open", "suspended", "closed"]
+    return {"labels": labels, "values": [counts.get(label, 0) for label in labels]}
+
+
+def audit_activity(days: int = 14) -> dict:
+    """Writes per business day over the last `days` days (the viewer's shop only)."""
+    from models.audit import AuditLog
+
+    today = business_date()
+    start_day = today - timedelta(days=days - 1)
+    zone = business_zone()
+    since = now() - timedelta(days=days + 1)
+    stamps = scope_query(db.session.query(AuditLog.created_at), AuditLog) \
+        .filter(AuditLog.created_at >= since).all()
+    counts: dict = {}
+    for (stamp,) in stamps:
+        day = stamp.astimezone(zone).date()
+        if day >= start_day:
+            counts[day] = counts.get(day, 0) + 1
+    labels = [start_day + timedelta(days=i) for i in range(days)]
+    return {"labels": [d.isoformat() for d in labels], "values": [counts.get(d, 0) for d in labels]}
+
+
+def deliveries_by_status() -> dict:
+    from models.events import EventDelivery
+
+    rows = db.session.query(EventDelivery.status, func.count(EventDelivery.id)) \
+        .group_by(EventDelivery.status).all()
+    counts = dict(rows)
+    labels = ["pending", "retrying", "done", "failed"]
+    return {"labels": labels, "values": [counts.get(label, 0) for label in labels]}
+
+
+register_panel(Panel("shops", _l("Shops by status"), "bar", ("can_list", "ShopView"),
+                     shops_by_status))
+register_panel(Panel("audit", _l("Writes per day"), "line", ("can_list", "AuditLogView"),
+                     audit_activity))
+register_panel(Panel("deliveries", _l("Event deliveries"), "doughnut",
+                     ("can_list", "EventDeliveryView"), deliveries_by_status))

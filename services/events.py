@@ -1,0 +1,176 @@
+"""Domain events through an outbox: centers react to each other without reaching into tables.
+
+`publish()` writes the event and one delivery row per subscriber in the caller's transaction;
+after the commit, one job per event (`workers.events.deliver_event`) runs every subscriber that
+has not yet succeeded. Each subscriber runs in its own transaction together with its delivery
+row (the idempotency marker), so a re-delivered event has one effect per subscriber, and each
+subscriber keeps its own attempts and back-off. `redeliver_due()` (run by `houtai tick`) picks
+up deliveries whose enqueue was lost or whose retry is due.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.queue import RETRY_INTERVALS, enqueue_after_commit, enqueue_now
+from models.events import EventDelivery, OutboxEvent
+from services.actor import Actor, acting_as
+from services.clock import now
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = len(RETRY_INTERVALS) + 1
+# A delivery not done this long after it was due was lost on its way to the queue.
+REDELIVER_AFTER = timedelta(minutes=5)
+DELIVER_JOB = "workers.events.deliver_event"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    event: str
+    name: str
+    handler: Callable[[dict], None]
+
+
+_subscribers: dict[str, list[Subscriber]] = {}
+
+
+def subscribe(event_name: str, name: str | None = None):
+    """Register `handler(payload)` for `event_name`; the name is its idempotency key."""
+
+    def register(handler):
+        key = name or f"{handler.__module__}.{handler.__qualname__}"
+        listeners = _subscribers.setdefault(event_name, [])
+        if all(s.name != key for s in listeners):
+            listeners.append(Subscriber(event_name, key, handler))
+        return handler
+
+    return register
+
+
+def unsubscribe(event_name: str, name: str) -> None:
+    _subscribers[event_name] = [s for s in _subscribers.get(event_name, []) if s.name != name]
+
+
+def subscribers_of(event_name: str) -> list[Subscriber]:
+    return list(_subscribers.get(event_name, []))
+
+
+def publish(name: str, payload: dict, *, shop_id: int | None = None) -> OutboxEvent:
+    """Record event `name` in the current transaction; its handlers run after the commit."""
+    event = OutboxEvent(name=name, payload=payload, shop_id=shop_id, created_at=now())
+    db.session.add(event)
+    due = now() + REDELIVER_AFTER
+    for subscriber in subscribers_of(name):
+        event.deliveries.append(EventDelivery(subscriber=subscriber.name, next_attempt_at=due))
+    db.session.flush()
+    if event.deliveries:
+        enqueue_after_commit(db.session, DELIVER_JOB, event.id, job_id=f"event-{event.id}")
+    return event
+
+
+def _handler(event_name: str, subscriber_name: str):
+    for subscriber in subscribers_of(event_name):
+        if subscriber.name == subscriber_name:
+            return subscriber.handler
+    return None
+
+
+def _locked_delivery(delivery_id: int) -> EventDelivery | None:
+    return db.session.execute(
+        select(EventDelivery).where(EventDelivery.id == delivery_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _record_failure(delivery_id: int, error: str) -> EventDelivery:
+    delivery = _locked_delivery(delivery_id)
+    delivery.attempts += 1
+    delivery.last_error = error[-2000:]
+    if delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = "failed"
+    else:
+        delivery.status = "retrying"
+        delivery.next_attempt_at = now() + timedelta(seconds=RETRY_INTERVALS[delivery.attempts - 1])
+    db.session.commit()
+    return delivery
+
+
+def deliver_one(delivery_id: int) -> bool:
+    """Run one subscriber for one event at most once; True when it is (now or already) done."""
+    delivery = _locked_delivery(delivery_id)
+    if delivery is None or delivery.status == "done":
+        db.session.rollback()
+        return True
+    handler = _handler(delivery.event.name, delivery.subscriber)
+    if handler is None:
+        db.session.rollback()
+        _record_failure(delivery_id, f"no subscriber named {delivery.subscriber}")
+        return False
+    try:
+        with acting_as(Actor.job(delivery.subscriber)):
+            handler(dict(delivery.event.payload))
+            delivery.status = "done"
+            delivery.attempts += 1
+            delivery.done_at = now()
+            delivery.last_error = None
+            db.session.commit()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any handler failure is recorded and retried
+        db.session.rollback()
+        log.exception("subscriber %s failed on event %s", delivery.subscriber, delivery.event_id)
+        _record_failure(delivery_id, f"{type(exc).__name__}: {exc}")
+        return False
+
+
+class DeliveryIncomplete(RuntimeError):
+    """Some subscribers of an event failed; raising it makes RQ retry the job."""
+
+
+def deliver(event_id: int) -> None:
+    """Run every subscriber of an event that is not done; raise if one failed and may retry."""
+    ids = db.session.execute(
+        select(EventDelivery.id).where(EventDelivery.event_id == event_id,
+                                       EventDelivery.status.in_(("pending", "retrying")))
+        .order_by(EventDelivery.id)
+    ).scalars().all()
+    db.session.rollback()
+    failed = [delivery_id for delivery_id in ids if not deliver_one(delivery_id)]
+    retryable = [d for d in failed if db.session.get(EventDelivery, d).status == "retrying"]
+    db.session.rollback()
+    if retryable:
+        raise DeliveryIncomplete(f"event {event_id}: deliveries {retryable} will be retried")
+
+
+def redeliver_due() -> int:
+    """Hand every event with a due, unfinished delivery to the queue again; returns how many."""
+    due = now()
+    deliveries = db.session.execute(
+        select(EventDelivery).where(EventDelivery.status.in_(("pending", "retrying")),
+                                    EventDelivery.next_attempt_at <= due)
+        .order_by(EventDelivery.id).with_for_update(skip_locked=True)
+    ).scalars().all()
+    event_ids = sorted({d.event_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.next_attempt_at = due + REDELIVER_AFTER
+    db.session.commit()
+    for event_id in event_ids:
+        enqueue_now(DELIVER_JOB, event_id, job_id=None)
+    return len(event_ids)
+
+
+def retry_failed(delivery_id: int) -> EventDelivery:
+    """Give a failed delivery a fresh set of attempts (a person decided the cause is fixed)."""
+    delivery = _locked_delivery(delivery_id)
+    if delivery is None:
+        from services.errors import NotFoundError
+
+        raise NotFoundError("Not found")
+    if delivery.status == "failed":
+        delivery.status = "retrying"
+        delivery.attempts = 0
+        delivery.next_attempt_at = now()
+        enqueue_after_commit(db.session, DELIVER_JOB, delivery.event_id)
+    return delivery

@@ -1,0 +1,23 @@
+"""Registers every center's screens and REST resources with the AppBuilder."""
+from flask_babel import lazy_gettext as _l
+
+
+def register(appbuilder) -> None:
+    from views.audit import AuditLogApi, AuditLogView
+    from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
+    from views.shop import ShopApi, ShopView
+
+    appbuilder.add_view(ShopView, "Shops", label=_l("Shops"), icon="fa-shopping-bag",
+                        category="Shops", category_label=_l("Shops"),
+                        category_icon="fa-shopping-bag")
+    appbuilder.add_api(ShopApi)
+
+    appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
+                        category="System", category_label=_l("System"), category_icon="fa-cogs")
+    appbuilder.add_api(AuditLogApi)
+    appbuilder.add_view(OutboxEventView, "Events", label=_l("Events"), icon="fa-bolt",
+                        category="System")
+    appbuilder.add_view(EventDeliveryView, "Event deliveries", label=_l("Event deliveries"),
+                        icon="fa-paper-plane", category="System")
+    appbuilder.add_api(OutboxEventApi)
+    appbuilder.add_api(EventDeliveryApi)

@@ -1,0 +1,350 @@
+"""The base classes every screen and REST resource derives from.
+
+They carry merchant isolation as one mechanism: a model that belongs to a shop (it has a
+`shop_column`, see models.base.ShopOwnedMixin) is restricted to the merchant's shop in list,
+show, add, edit, delete, single and bulk actions, related-field dropdowns, search, REST
+get/list/post/put/delete and `_info`, without a line of code in the concrete view. Staff roles
+see every shop; anonymous requests see nothing.
+"""
+import logging
+
+from flask import abort, current_app, flash, redirect, request
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.api import expose as api_expose
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from app.extensions import db
+from models.base import shop_column_of
+from services.actor import ALL_SHOPS, scope_query, shop_scope
+from services.errors import (REFERENCE_NOT_FOUND, ConflictError, HoutaiError, NotFoundError,
+                             ValidationFailed)
+from views.schema import HoutaiSchemaConverter, json_body, load_or_422
+
+log = logging.getLogger(__name__)
+
+SHOP_MISMATCH = "Must be your own shop."
+
+
+class ShopScopeFilter(BaseFilter):
+    """No-op for staff, `shop column == the merchant's shop` for merchants, nothing for anonymous."""
+
+    name = "shop scope"
+    arg_name = "shopscope"
+
+    def apply(self, query, value):
+        return scope_query(query, self.datamodel.obj)
+
+
+def visible(model, pk) -> object | None:
+    """The row of `model` with primary key `pk` if the current actor may see it."""
+    query = scope_query(db.session.query(model), model)
+    pk_column = SQLAInterface(model).get_pk()
+    return query.filter(pk_column == pk).one_or_none()
+
+
+def _scope_filter_for(model) -> list:
+    return [[shop_column_of(model), ShopScopeFilter, None]]
+
+
+def scoped_related_fields(model) -> dict:
+    """{relationship: [[col, ShopScopeFilter, None]]} for every shop-owned related model, so
+    dropdowns, search widgets and `_info` list only the merchant's own rows."""
+    datamodel = SQLAInterface(model)
+    scoped = {}
+    for name in datamodel.get_columns_list():
+        if datamodel.is_relation(name):
+            related = datamodel.get_related_model(name)
+            if shop_column_of(related) is not None:
+                scoped[name] = _scope_filter_for(related)
+    return scoped
+
+
+def _merge(explicit: dict | None, scoped: dict) -> dict:
+    merged = {key: list(value) for key, value in (explicit or {}).items()}
+    for key, filters in scoped.items():
+        merged.setdefault(key, []).extend(filters)
+    return merged
+
+
+def _own_shop_violation(item) -> bool:
+    column = shop_column_of(type(item))
+    scope = shop_scope()
+    if column is None or scope is ALL_SHOPS:
+        return False
+    return getattr(item, column) != scope
+
+
+class HoutaiModelView(ModelView):
+    """A console screen: isolation, POST-only actions loaded through the base filters."""
+
+    center: str | None = None
+
+    def __init__(self, **kwargs):
+        # FAB appends action permissions to this list: give each view its own copy.
+        if self.base_permissions:
+            self.base_permissions = list(self.base_permissions)
+        model = self.datamodel.obj
+        if shop_column_of(model) is not None:
+            self.base_filters = list(self.base_filters or []) + _scope_filter_for(model)
+        scoped = scoped_related_fields(model)
+        self.add_form_query_rel_fields = _merge(self.add_form_query_rel_fields, scoped)
+        self.edit_form_query_rel_fields = _merge(self.edit_form_query_rel_fields, scoped)
+        self.search_form_query_rel_fields = _merge(self.search_form_query_rel_fields, scoped)
+        super().__init__(**kwargs)
+
+    def _guard_shop(self, item) -> None:
+        """A merchant's form may only write rows of the merchant's own shop."""
+        column = shop_column_of(type(item))
+        scope = shop_scope()
+        if column is None or scope is ALL_SHOPS:
+            return
+        if column != "id" and getattr(item, column) is None:
+            setattr(item, column, scope)
+        if _own_shop_violation(item):
+            db.session.rollback()
+            raise ValueError(lazy_gettext(SHOP_MISMATCH))
+
+    def pre_add(self, item):
+        self._guard_shop(item)
+
+    def pre_update(self, item):
+        self._guard_shop(item)
+
+    def _visible_or_404(self, pk):
+        item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+        if item is None:
+            abort(404)
+        return item
+
+    def _allowed_action(self, name):
+        if name not in self.actions:
+            abort(404)
+        permission = self.get_action_permission_name(name)
+        return self.appbuilder.sm.has_access(permission, self.class_permission_name)
+
+    @expose("/action/<string:name>/<pk>", methods=["POST"])
+    def action(self, name, pk):
+        """A single-row action; the row is loaded through the base filters (404 otherwise)."""
+        if not self._allowed_action(name):
+            flash(str(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
+            return redirect(self.get_redirect())
+        return self.actions[name].func(self._visible_or_404(pk))
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self):
+        """A bulk action; every selected row must be visible, or nothing runs (404)."""
+        name = request.form.get("action", "")
+        if not self._allowed_action(name):
+            flash(str(FLAMSG_ERR_SEC_ACCESS_DENIED), "danger")
+            return redirect(self.get_redirect())
+        items = [self._visible_or_404(pk) for pk in request.form.getlist("rowid")]
+        return self.actions[name].func(items)
+
+
+class ReadOnlyModelView(HoutaiModelView):
+    """A screen that is only read: add/edit/delete are not routed."""
+
+    base_permissions = ["can_list", "can_show"]
+    include_route_methods = {"list", "show", "action", "action_post"}
+
+
+def api_errors(func):
+    """Turn domain errors raised by a REST endpoint into our JSON error responses."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return func(self, *args, **kwargs)
+        except HoutaiError as err:
+            db.session.rollback()
+            return self.response(err.status, message=err.message, errors=err.errors)
+
+    return wrapper
+
+
+class HoutaiModelApi(ModelRestApi):
+    """A REST resource under /api/v1/<resource>/: explicit columns, typed write schemas,
+    isolation, exact error shapes, and no 500 for a database constraint."""
+
+    center: str | None = None
+    model2schemaconverter = HoutaiSchemaConverter
+    allow_browser_login = True
+    page_size = 20
+
+    def __init__(self):
+        model = self.datamodel.obj
+        if shop_column_of(model) is not None:
+            self.base_filters = list(self.base_filters or []) + _scope_filter_for(model)
+        scoped = scoped_related_fields(model)
+        self.add_query_rel_fields = _merge(self.add_query_rel_fields, scoped)
+        self.edit_query_rel_fields = _merge(self.edit_query_rel_fields, scoped)
+        super().__init__()
+
+    # -- responses in the one error shape --------------------------------------------------
+    def _error(self, status, message, errors=None):
+        return self.response(status, message=message, errors=errors or {})
+
+    def response_400(self, message=None):
+        return self._error(400, message if isinstance(message, str) else "Bad request",
+                           message if isinstance(message, dict) else None)
+
+    def response_401(self):
+        return self._error(401, "Not authorized")
+
+    def response_403(self):
+        return self._error(403, "Forbidden")
+
+    def response_404(self):
+        return self._error(404, "Not found")
+
+    def response_422(self, message=None):
+        if isinstance(message, dict):
+            return self._error(422, "Validation failed", message)
+        return self._error(422, message or "Could not process entity")
+
+    # -- isolation and references on writes -------------------------------------------------
+    def _apply_shop(self, item, body: dict, creating: bool) -> None:
+        """Merchants: omitted shop → their own; any other shop → 422 errors.shop_id."""
+        column = shop_column_of(type(item))
+        scope = shop_scope()
+        if column is None or column == "id" or scope is ALL_SHOPS:
+            return
+        if column in body and body[column] is not None and body[column] != scope:
+            raise ValidationFailed.field(column, SHOP_MISMATCH)
+        if creating and getattr(item, column) is None:
+            setattr(item, column, scope)
+
+    def _check_references(self, item, body: dict) -> None:
+        """Each foreign key in the body must name a row the actor can see, of the same shop."""
+        errors = {}
+        own_column = shop_column_of(type(item))
+        own_shop = getattr(item, own_column, None) if own_column else None
+        for column in self.datamodel.obj.__table__.columns:
+            if column.name not in body or body[column.name] is None or column.name == own_column:
+                continue
+            for foreign_key in column.foreign_keys:
+                target = _model_of_table(foreign_key.column.table)
+                if target is None:
+                    continue
+                row = visible(target, body[column.name])
+                target_shop_column = shop_column_of(target)
+                if row is None or (own_shop is not None and target_shop_column is not None
+                                   and getattr(row, target_shop_column) != own_shop):
+                    errors[column.name] = [REFERENCE_NOT_FOUND]
+        if own_column and own_column in body and body[own_column] is not None \
+                and own_column != "id":
+            from models.shop import Shop
+
+            if visible(Shop, body[own_column]) is None:
+                errors.setdefault(own_column, [REFERENCE_NOT_FOUND])
+        if errors:
+            raise ValidationFailed("Validation failed", errors)
+
+    def _check_unique(self, item) -> None:
+        """422 naming the field when a unique column's value is taken (a race still gets 409)."""
+        errors = {}
+        model = type(item)
+        for column in model.__table__.columns:
+            if not column.unique or column.primary_key:
+                continue
+            value = getattr(item, column.key, None)
+            if value is None:
+                continue
+            pk = SQLAInterface(model).get_pk()
+            query = select(pk).where(getattr(model, column.key) == value)
+            if getattr(item, pk.key, None) is not None:
+                query = query.where(pk != getattr(item, pk.key))
+            with db.session.no_autoflush:
+                if db.session.execute(query.limit(1)).first() is not None:
+                    errors[column.key] = ["Already exists."]
+        if errors:
+            raise ValidationFailed("Validation failed", errors)
+
+    def _commit(self) -> None:
+        try:
+            db.session.commit()
+        except IntegrityError as exc:
+            db.session.rollback()
+            raise ConflictError("The change conflicts with existing data",
+                                {"_schema": [str(exc.orig).splitlines()[0]]}) from exc
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            raise ConflictError("The change could not be stored",
+                                {"_schema": [type(exc).__name__]}) from exc
+
+    def _get_visible_or_404(self, pk):
+        try:
+            pk = int(pk)
+        except (TypeError, ValueError):
+            raise NotFoundError("Not found")
+        item = self.datamodel.get(pk, self._base_filters)
+        if item is None:
+            raise NotFoundError("Not found")
+        return item
+
+    # -- the write endpoints -------------------------------------------------------------------
+    @api_errors
+    def post_headless(self):
+        body = json_body()
+        item = load_or_422(self.add_model_schema, body)
+        self._apply_shop(item, body, creating=True)
+        self._check_references(item, body)
+        self._check_unique(item)
+        self.pre_add(item)
+        db.session.add(item)
+        self._commit()
+        self.post_add(item)
+        return self.response(201, result=self.show_model_schema.dump(item),
+                             id=self.datamodel.get_pk_value(item))
+
+    @api_errors
+    def put_headless(self, pk):
+        item = self._get_visible_or_404(pk)
+        body = json_body()
+        with db.session.no_autoflush:
+            item = load_or_422(self.edit_model_schema, body, instance=item, partial=True)
+            self._apply_shop(item, body, creating=False)
+            self._check_references(item, body)
+            self._check_unique(item)
+            self.pre_update(item)
+        self._commit()
+        self.post_update(item)
+        return self.response(200, result=self.show_model_schema.dump(item))
+
+    @api_errors
+    def delete_headless(self, pk):
+        item = self._get_visible_or_404(pk)
+        self.pre_delete(item)
+        db.session.delete(item)
+        self._commit()
+        self.post_delete(item)
+        return self.response(200, message="OK")
+
+
+class ReadOnlyModelApi(HoutaiModelApi):
+    """A resource that is only read: POST/PUT/DELETE are not routed (405)."""
+
+    include_route_methods = {"get", "get_list", "info"}
+
+
+def _model_of_table(table):
+    for mapper in db.Model.registry.mappers:
+        if mapper.local_table is table:
+            return mapper.class_
+    return None
+
+
+def api_endpoint(func):
+    """Decorator for custom REST endpoints: domain errors → JSON, anything else → logged 500."""
+    return api_errors(func)
+
+
+__all__ = ["HoutaiModelView", "HoutaiModelApi", "ReadOnlyModelApi", "ShopScopeFilter",
+           "api_endpoint", "api_expose", "scope_query", "visible", "current_app"]
