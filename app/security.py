@@ -14,7 +14,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from flask_limiter.util import get_remote_address
 from marshmallow import Schema, ValidationError, fields, validate
 
-from models.security import User
+from models.security import UserAccount
 
 READ, WRITE = "read", "write"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
@@ -131,7 +131,7 @@ class HoutaiUserDBModelView(UserDBModelView):
 
 
 class HoutaiSecurityManager(SecurityManager):
-    user_model = User
+    user_model = UserAccount
     userdbmodelview = HoutaiUserDBModelView
     security_api = HoutaiSecurityApi
 

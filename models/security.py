@@ -4,7 +4,7 @@ from sqlalchemy import Column, ForeignKey, Integer
 from sqlalchemy.orm import relationship
 
 
-class User(FabUser):
+class UserAccount(FabUser):
     """A console or API user; `shop_id` set means a merchant user, scoped to that shop."""
 
     __tablename__ = "ab_user"

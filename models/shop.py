@@ -8,10 +8,12 @@ from models.base import TimestampMixin
 
 
 class ShopStatus(str, enum.Enum):
-    APPLYING = "applying"
-    OPEN = "open"
-    SUSPENDED = "suspended"
-    CLOSED = "closed"
+    """Member names equal their values: FAB's screens use names, the API uses values."""
+
+    applying = "applying"
+    open = "open"
+    suspended = "suspended"
+    closed = "closed"
 
 
 class Shop(TimestampMixin, db.Model):
@@ -24,10 +26,9 @@ class Shop(TimestampMixin, db.Model):
     code = Column(String(32), nullable=False, unique=True)
     name = Column(String(128), nullable=False)
     status = Column(
-        Enum(ShopStatus, values_callable=lambda e: [m.value for m in e], native_enum=False,
-             length=16, validate_strings=True),
+        Enum(ShopStatus, native_enum=False, length=16, validate_strings=True),
         nullable=False,
-        default=ShopStatus.APPLYING,
+        default=ShopStatus.applying,
     )
     # Share of each sale kept by the platform, e.g. 0.0500 for 5 %.
     commission_rate = Column(Numeric(5, 4), nullable=False, default=0)

@@ -8,9 +8,9 @@ from models.shop import Shop, ShopStatus
 from services.security import upsert_user
 
 DEMO_SHOPS = [
-    ("A", "Shop A 优选百货", ShopStatus.OPEN, Decimal("0.0500")),
-    ("B", "Shop B 数码旗舰店", ShopStatus.OPEN, Decimal("0.0300")),
-    ("C", "Shop C 新入驻", ShopStatus.APPLYING, Decimal("0.0500")),
+    ("A", "Shop A 优选百货", ShopStatus.open, Decimal("0.0500")),
+    ("B", "Shop B 数码旗舰店", ShopStatus.open, Decimal("0.0300")),
+    ("C", "Shop C 新入驻", ShopStatus.applying, Decimal("0.0500")),
 ]
 DEMO_USERS = [
     ("admin", "Admin", None),

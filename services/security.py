@@ -2,7 +2,7 @@
 from flask import current_app
 
 from app.extensions import db
-from models.security import User
+from models.security import UserAccount
 from models.shop import Shop
 from services.errors import ValidationFailed
 
@@ -12,7 +12,7 @@ def _security_manager():
 
 
 def upsert_user(username: str, password: str, role: str, shop_code: str | None = None,
-                *, email: str | None = None, first_name: str | None = None) -> tuple[User, bool]:
+                *, email: str | None = None, first_name: str | None = None) -> tuple[UserAccount, bool]:
     """Create the user, or bring an existing one to this password, role and shop.
     Returns (user, created). Merchants need a shop; other roles must not have one."""
     from app.security import ROLES
@@ -37,10 +37,10 @@ def upsert_user(username: str, password: str, role: str, shop_code: str | None =
     role_row = sm.find_role(role)
     if role_row is None:
         raise ValidationFailed.field("role", "Role not synced yet: run `houtai init`.")
-    user = db.session.query(User).filter_by(username=username).one_or_none()
+    user = db.session.query(UserAccount).filter_by(username=username).one_or_none()
     created = user is None
     if created:
-        user = User(username=username, active=True)
+        user = UserAccount(username=username, active=True)
         db.session.add(user)
     user.first_name = first_name or user.first_name or username
     user.last_name = user.last_name or "-"

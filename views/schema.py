@@ -71,7 +71,10 @@ class HoutaiSchemaConverter(Model2SchemaConverter):
                 return MoneyField(required=required, allow_none=sqla_column.nullable)
             if sqla_column.foreign_keys:
                 return StrictInteger(required=required, allow_none=sqla_column.nullable)
-        return super()._column2field(datamodel, column, nested, parent_schema_name)
+        field = super()._column2field(datamodel, column, nested, parent_schema_name)
+        if sqla_column is not None and not datamodel.is_relation(name) and field is not None:
+            field.required = _is_required(sqla_column)
+        return field
 
 
 def _is_required(sqla_column) -> bool:
