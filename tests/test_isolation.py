@@ -3,7 +3,10 @@ import pytest
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
-from models.shop import Shop
+from decimal import Decimal
+
+from models.shop import Shop, ShopStatus
+from services.demo import ensure_shop
 from tests.conftest import PASSWORD, BrowserClient, make_test_config
 from tests.isolation import Walk, shop_owned_views
 
@@ -105,11 +108,12 @@ def test_control_walk_catches_a_view_without_the_mechanism(app, shops, tmp_path)
         control.appbuilder.add_view_no_menu(LeakyShopView)
         control.appbuilder.add_api(LeakyShopApi)
         probe = probe_user(control, shops, role_name="IsolationProbeControl")
-        # The API first: the leaky screen's delete removes shop B's row for good.
-        views = sorted(shop_owned_views(control.appbuilder, only={LeakyShopView, LeakyShopApi}),
-                       key=lambda kind_view: kind_view[0] != "api")
+        views = shop_owned_views(control.appbuilder, only={LeakyShopView, LeakyShopApi})
         assert len(views) == 2
-        leaks = Walk(control, probe, shops["A"], shops["B"]).run(views)
+        leaks = []
+        for view in views:  # one walk each: a leaky delete removes shop B for good
+            shop_b = ensure_shop("B2", "Shop B2", ShopStatus.open, Decimal("0.0300"))
+            leaks += Walk(control, probe, shops["A"], shop_b).run([view])
     assert any(leak.startswith("LeakyShopView") for leak in leaks), leaks
     assert any(leak.startswith("LeakyShopApi") for leak in leaks), leaks
 
