@@ -25,6 +25,8 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     settings = build_config(app.instance_path)
     settings.update(config or {})
+    # One limit for both logins: the console form (FAB) and the REST API (ours).
+    settings["AUTH_RATE_LIMIT"] = settings["LOGIN_RATE_LIMIT"]
     app.config.update(settings)
     if settings.get("REDIS_URL") and "RATELIMIT_STORAGE_URI" not in (config or {}):
         app.config["RATELIMIT_STORAGE_URI"] = settings["REDIS_URL"]

@@ -7,7 +7,7 @@ below rewrites any /api/ error into ours, and domain errors raised anywhere map 
 import json
 import logging
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from services.errors import HoutaiError
@@ -58,7 +58,51 @@ def normalise_api_error(response):
     return response
 
 
+MAX_DB_INTEGER = 2**63 - 1
+
+
+def _error(status: int, message: str, errors: dict | None = None):
+    response = jsonify(message=message, errors=errors or {})
+    response.status_code = status
+    return response
+
+
+def guard_api_request():
+    """before_request on /api/: refuse what would otherwise fail deep inside a view
+    (an oversized body, an unparsable `q`, an id no database column can hold)."""
+    if not _is_api():
+        return None
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length and request.content_length > limit:
+        return _error(413, f"Request body larger than {limit} bytes")
+    for value in (request.view_args or {}).values():
+        text = str(value)
+        if text.lstrip("-").isdigit() and abs(int(text)) > MAX_DB_INTEGER:
+            return _error(404, "Not found")
+    query = request.args.get("q")
+    if query is not None and not _parses_as_rison_or_json(query):
+        return _error(400, "Not a valid rison/json argument", {"q": ["Malformed."]})
+    return None
+
+
+def _parses_as_rison_or_json(value: str) -> bool:
+    import prison
+
+    try:
+        prison.loads(value)
+        return True
+    except Exception:  # noqa: BLE001 - prison raises several types for bad input
+        pass
+    try:
+        json.loads(value)
+        return True
+    except ValueError:
+        return False
+
+
 def register(app) -> None:
+    app.before_request(guard_api_request)
+
     @app.errorhandler(HoutaiError)
     def domain_error(err):
         from app.extensions import db

@@ -193,6 +193,8 @@ class BrowserClient(_FreshContextClient):
         response = self.request("POST", "/login/", data={
             "username": username, "password": password, "csrf_token": token})
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        # The token is bound to the session, which outlives the login.
+        self.token_after_login = token
 
     def csrf_token(self, url="/login/"):
         page = self.request("GET", url).get_data(as_text=True)
@@ -207,7 +209,8 @@ class BrowserClient(_FreshContextClient):
 
     def post_form(self, url, data, token_from=None, **kw):
         data = dict(data)
-        data.setdefault("csrf_token", self.csrf_token(token_from or "/login/"))
+        data.setdefault("csrf_token", self.csrf_token(token_from) if token_from
+                        else self.token_after_login)
         return self.request("POST", url, data=data, **kw)
 
 

@@ -1,6 +1,8 @@
 """店铺管理 screens and REST resource."""
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from marshmallow.validate import Range
+from wtforms.validators import NumberRange
 
 from models.shop import Shop
 from views.base import HoutaiModelApi, HoutaiModelView
@@ -28,6 +30,7 @@ class ShopView(HoutaiModelView):
     edit_columns = add_columns
     search_columns = ["code", "name", "status"]
     order_columns = ["code", "name", "status", "created_at"]
+    validators_columns = {"commission_rate": [NumberRange(min=0, max=1)]}
 
 
 class ShopApi(HoutaiModelApi):
@@ -42,3 +45,4 @@ class ShopApi(HoutaiModelApi):
     edit_columns = add_columns
     search_columns = ["code", "name", "status"]
     order_columns = ["id", "code", "name", "status", "created_at"]
+    validators_columns = {"commission_rate": Range(min=0, max=1)}
