@@ -49,6 +49,7 @@ def make_test_config(tmp_path, **overrides) -> dict:
         "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
         "HOUTAI_QUEUE": f"houtai-test-{uuid.uuid4().hex[:8]}",
         "LOGIN_RATE_LIMIT": "1000 per minute",
+        "RATELIMIT_KEY_PREFIX": f"houtai-test-{uuid.uuid4().hex[:8]}",
         "SECRET_KEY": "test-secret-key-that-is-long-enough-for-jwt-0123456789",
     }
     if not os.environ.get("DATABASE_URL"):

@@ -289,6 +289,34 @@ class HoutaiModelApi(ModelRestApi):
             raise NotFoundError("Not found")
         return item
 
+    # -- reads: arguments the database would choke on are the caller's error ----------------
+    def _sanitize_page_args(self, page, page_size):
+        if (page is not None and (not isinstance(page, int) or page < 0)) or \
+                (page_size is not None and not isinstance(page_size, int)):
+            raise ValidationFailed.field("page", "Must be a non-negative integer.")
+        return super()._sanitize_page_args(page, page_size)
+
+    def _read(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except HoutaiError as err:
+            db.session.rollback()
+            return self.response(err.status, message=err.message, errors=err.errors)
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
+            db.session.rollback()
+            log.info("refused query arguments on %s: %s", self.resource_name, exc)
+            return self.response(400, message="Invalid query arguments",
+                                 errors={"q": [type(exc).__name__]})
+
+    def get_list_headless(self, **kwargs):
+        return self._read(super().get_list_headless, **kwargs)
+
+    def get_headless(self, pk, **kwargs):
+        return self._read(super().get_headless, pk, **kwargs)
+
+    def info_headless(self, **kwargs):
+        return self._read(super().info_headless, **kwargs)
+
     # -- the write endpoints -------------------------------------------------------------------
     @api_errors
     def post_headless(self):
