@@ -10,6 +10,7 @@
 | MAX_UPLOAD_MB | 5 |
 | DEMO_PASSWORD | a password generated once and kept in the instance folder |
 | LOGIN_RATE_LIMIT | `10 per minute` for the login endpoints |
+| HOUTAI_EXTENSIONS | none: comma-separated modules imported at start (site-specific subscribers) |
 """
 import os
 import secrets
@@ -70,6 +71,8 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": max_upload_mb * 1024 * 1024 + 64 * 1024,
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
+                              if m.strip()],
         # Flask-AppBuilder
         "APP_NAME": "Houtai 后台",
         "AUTH_TYPE": AUTH_DB,

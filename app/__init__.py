@@ -1,4 +1,5 @@
 """The application factory."""
+import importlib
 import logging
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
         app.config["RATELIMIT_STORAGE_URI"] = settings["REDIS_URL"]
 
     import models  # noqa: F401  (every table on the one MetaData)
+    import services  # noqa: F401  (every center's subscribers and scheduled tasks)
+
+    for module in app.config["HOUTAI_EXTENSIONS"]:
+        importlib.import_module(module)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
