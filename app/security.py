@@ -15,6 +15,7 @@ from flask_limiter.util import get_remote_address
 from marshmallow import Schema, ValidationError, fields, validate
 
 from models.security import UserAccount
+from views.openapi import OpenApiErrorsMixin
 
 READ, WRITE = "read", "write"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
@@ -60,7 +61,7 @@ def _login_limit() -> str:
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
-class HoutaiSecurityApi(SecurityApi):
+class HoutaiSecurityApi(OpenApiErrorsMixin, SecurityApi):
     """FAB's login and refresh, with a validated body (no 500) and a shared rate limit."""
 
     limits = [Limit(limit_value=_login_limit, key_func=get_remote_address,

@@ -24,6 +24,7 @@ from models.base import shop_column_of
 from services.actor import ALL_SHOPS, scope_query, shop_scope
 from services.errors import (REFERENCE_NOT_FOUND, ConflictError, HoutaiError, NotFoundError,
                              ValidationFailed)
+from views.openapi import OpenApiErrorsMixin
 from views.schema import HoutaiSchemaConverter, json_body, load_or_422
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def api_errors(func):
     return wrapper
 
 
-class HoutaiModelApi(ModelRestApi):
+class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
     """A REST resource under /api/v1/<resource>/: explicit columns, typed write schemas,
     isolation, exact error shapes, and no 500 for a database constraint."""
 
