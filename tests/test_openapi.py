@@ -38,5 +38,8 @@ def test_shop_resource_exposes_code_and_no_secrets(api):
     assert not exposed & {"password", "secret", "api_key", "token"}
 
 
-def test_swagger_ui_is_served(api):
-    assert api("Admin").get("/swagger/v1").status_code == 200
+def test_swagger_ui_is_served_from_local_assets(browser):
+    page = browser("Admin").get("/swagger/v1")
+    assert page.status_code == 200
+    assert "swagger" in page.get_data(as_text=True).lower()
+    assert "cdn" not in page.get_data(as_text=True).lower()
