@@ -5,7 +5,7 @@ how (`read` or `write`). `sync_roles()` (run by `houtai init`) makes the databas
 so a role is never clicked together by hand and a new view is granted the day it is added.
 """
 from flask import current_app, g
-from flask_appbuilder.api import expose, safe
+from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import UserDBModelView
@@ -186,7 +186,7 @@ def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
     wanted: set[tuple[str, str]] = set()
     for view in registered_views(appbuilder):
         level = grants.get(view.center)
-        if level is None:
+        if level is None or (role in API_ONLY_ROLES and not isinstance(view, BaseApi)):
             continue
         permissions = set(view.base_permissions)
         if level == READ:

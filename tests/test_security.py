@@ -1,0 +1,150 @@
+"""Logins, tokens, roles declared in code, CSRF, and secrets kept out of every answer."""
+from datetime import timedelta
+
+import pytest
+from flask_jwt_extended import create_access_token
+
+from app.extensions import db
+from app.security import ROLES, desired_permissions, sync_roles
+from models.shop import Shop
+from tests.conftest import PASSWORD
+
+
+def login(app, username, password=PASSWORD, **extra):
+    with app.app_context():
+        return app.test_client().post("/api/v1/security/login", json={
+            "username": username, "password": password, **extra})
+
+
+def test_login_answers_tokens_and_refresh_gives_a_new_one(app, users):
+    answer = login(app, "merchant_a", provider="db", refresh=True)
+    assert answer.status_code == 200
+    with app.app_context():
+        refreshed = app.test_client().post("/api/v1/security/refresh", headers={
+            "Authorization": f"Bearer {answer.json['refresh_token']}"})
+    assert refreshed.status_code == 200
+    assert refreshed.json["access_token"]
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"username": "merchant_a", "password": PASSWORD}, 422, "provider"),
+    ({"username": "merchant_a", "password": PASSWORD, "provider": "ldap"}, 422, "provider"),
+    ({"username": "merchant_a", "provider": "db"}, 422, "password"),
+    ({"username": 5, "password": PASSWORD, "provider": "db"}, 422, "username"),
+])
+def test_bad_login_bodies_name_the_field(app, users, body, status, field):
+    with app.app_context():
+        answer = app.test_client().post("/api/v1/security/login", json=body)
+    assert answer.status_code == status
+    assert field in answer.json["errors"]
+
+
+def test_wrong_password_is_401_in_the_error_shape(app, users):
+    answer = login(app, "merchant_a", password="wrong", provider="db")
+    assert answer.status_code == 401
+    assert set(answer.json) == {"message", "errors"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer not-a-token", "expired"])
+def test_missing_bad_or_expired_token_is_401_in_the_error_shape(app, users, header):
+    headers = {}
+    if header == "expired":
+        with app.app_context():
+            token = create_access_token(identity=str(users["Admin"].id),
+                                        expires_delta=timedelta(seconds=-1))
+        headers["Authorization"] = f"Bearer {token}"
+    elif header:
+        headers["Authorization"] = header
+    with app.app_context():
+        answer = app.test_client().get("/api/v1/shop/", headers=headers)
+    assert answer.status_code == 401
+    assert set(answer.json) == {"message", "errors"}
+
+
+def test_roles_are_synced_exactly_and_idempotently(app):
+    first = sync_roles(app.appbuilder)
+    second = sync_roles(app.appbuilder)
+    assert first == second
+    sm = app.appbuilder.sm
+    for name in ROLES:
+        role = sm.find_role(name)
+        held = {(pv.permission.name, pv.view_menu.name) for pv in role.permissions}
+        if name != "Admin":
+            assert held == desired_permissions(app.appbuilder, name), name
+
+
+def test_a_permission_granted_by_hand_is_taken_back_by_the_sync(app):
+    sm = app.appbuilder.sm
+    role = sm.find_role("Marketing")
+    extra = sm.add_permission_view_menu("can_delete", "ShopApi")
+    sm.add_permission_role(role, extra)
+    db.session.commit()
+    sync_roles(app.appbuilder)
+    held = {(pv.permission.name, pv.view_menu.name) for pv in sm.find_role("Marketing").permissions}
+    assert ("can_delete", "ShopApi") not in held
+
+
+MENU_LINKS = {"shops": "/shopview/list/", "audit": "/auditlogview/list/",
+              "events": "/eventdeliveryview/list/", "users": "/users/list/"}
+
+
+@pytest.mark.parametrize("role, visible", [
+    ("Admin", {"shops", "audit", "events", "users"}),
+    ("Operations", {"shops", "audit", "events"}),
+    ("merchant_a", {"shops", "audit"}),
+    ("ProductOps", {"shops"}),
+    ("Warehouse", set()),
+])
+def test_each_role_sees_only_its_centers_menus(browser, role, visible):
+    page = browser(role).get("/").get_data(as_text=True)
+    shown = {name for name, link in MENU_LINKS.items() if link in page}
+    assert shown == visible
+
+
+@pytest.mark.parametrize("role, url, status", [
+    ("ProductOps", "/api/v1/event_delivery/", 403),
+    ("Operations", "/api/v1/event_delivery/", 200),
+    ("merchant_a", "/api/v1/outbox_event/", 403),
+    ("Storefront", "/api/v1/shop/", 200),
+    ("Storefront", "/api/v1/audit_log/", 403),
+    ("Finance", "/api/v1/shop/", 200),
+])
+def test_each_role_reaches_only_its_centers_apis(api, role, url, status):
+    assert api(role).get(url).status_code == status
+
+
+def test_storefront_has_no_screens(app, users):
+    role = app.appbuilder.sm.find_role("Storefront")
+    assert not any(pv.permission.name == "menu_access" for pv in role.permissions)
+    assert not any(pv.permission.name.startswith("can_list") for pv in role.permissions)
+
+
+def test_form_post_without_csrf_token_changes_nothing(browser, shops):
+    admin = browser("Admin")
+    answer = admin.request("POST", f"/shopview/edit/{shops['A'].id}", data={
+        "code": "A", "name": "no token", "status": "open", "commission_rate": "0.05"})
+    assert answer.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(Shop, shops["A"].id).name == "Shop A"
+
+
+def test_delete_on_a_get_changes_nothing(browser, shops):
+    browser("Admin").get(f"/shopview/delete/{shops['B'].id}")
+    db.session.expire_all()
+    assert db.session.get(Shop, shops["B"].id) is not None
+
+
+def test_password_hashes_never_appear_in_screens_or_apis(browser, api, users):
+    pages = [browser("Admin").get(url).get_data(as_text=True) for url in (
+        "/users/list/", f"/users/show/{users['merchant_a'].id}",
+        f"/users/edit/{users['merchant_a'].id}", "/auditlogview/list/")]
+    pages.append(api("Admin").get("/api/v1/audit_log/?q=(page_size:100)").get_data(as_text=True))
+    hashes = [u.password for u in users.values()]
+    for page in pages:
+        assert not any(h in page for h in hashes)
+        assert "pbkdf2:" not in page and "scrypt:" not in page
+
+
+def test_merchant_user_sees_its_shop_on_the_dashboard(browser, shops):
+    page = browser("merchant_a").get("/").get_data(as_text=True)
+    assert "Shop A" in page and "Shop B" not in page
