@@ -23,17 +23,18 @@ READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Staff roles: one per staff function. Later centers add their own rows here.
 ROLES: dict[str, dict[str, str]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
-    "ProductOps": {"product": WRITE, "shop": READ},
+    "ProductOps": {"product": WRITE, "shop": READ, "uploads": WRITE},
     "OrderOps": {"order": WRITE, "shop": READ},
-    "CustomerService": {"customer_service": WRITE, "shop": READ},
-    "Marketing": {"marketing": WRITE, "shop": READ},
+    "CustomerService": {"customer_service": WRITE, "shop": READ, "uploads": WRITE},
+    "Marketing": {"marketing": WRITE, "shop": READ, "uploads": WRITE},
     "Finance": {"finance": WRITE, "shop": READ},
     "Warehouse": {"wms": WRITE},
     "Purchasing": {"purchasing": WRITE},
     "Risk": {"risk": WRITE, "audit": READ},
-    "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE},
-    "Merchant": {"shop": READ, "audit": READ},
-    "Storefront": {"storefront": WRITE, "shop": READ},
+    "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
+                   "uploads": WRITE},
+    "Merchant": {"shop": READ, "audit": READ, "uploads": WRITE},
+    "Storefront": {"storefront": WRITE, "shop": READ, "uploads": WRITE},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

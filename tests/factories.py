@@ -6,9 +6,15 @@ covered the day it is registered.
 """
 from itertools import count
 
+import io
+
+from PIL import Image
+
 from app.extensions import db
 from models.audit import AuditLog
 from models.shop import Shop
+from models.storage import UploadedFile
+from services.actor import Actor, acting_as
 
 _serial = count(1)
 MARKER = "LEAKMARK"
@@ -30,9 +36,26 @@ def _audit_row(shop: Shop) -> AuditLog:
         AuditLog.id.desc()).first()
 
 
+def png_bytes(size=(4, 3), color=(200, 30, 30), image_format="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _uploaded_file_row(shop: Shop) -> UploadedFile:
+    """An image uploaded by a merchant of `shop`, through the upload service."""
+    from services.storage import store_image
+
+    with acting_as(Actor(name=f"merchant-{shop.code}", shop_id=shop.id, authenticated=True)):
+        record = store_image(png_bytes(), f"{marker_of(shop)}-{next(_serial)}.png")
+        db.session.commit()
+    return record
+
+
 ROW_FACTORIES = {
     Shop: _shop_row,
     AuditLog: _audit_row,
+    UploadedFile: _uploaded_file_row,
 }
 
 

@@ -6,6 +6,7 @@ def register(appbuilder) -> None:
     from views.audit import AuditLogApi, AuditLogView
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.shop import ShopApi, ShopView
+    from views.storage import UploadedFileApi, UploadedFileView
 
     appbuilder.add_view(ShopView, "Shops", label=_l("Shops"), icon="fa-shopping-bag",
                         category="Shops", category_label=_l("Shops"),
@@ -19,5 +20,8 @@ def register(appbuilder) -> None:
                         category="System")
     appbuilder.add_view(EventDeliveryView, "Event deliveries", label=_l("Event deliveries"),
                         icon="fa-paper-plane", category="System")
+    appbuilder.add_view(UploadedFileView, "Uploaded files", label=_l("Uploaded files"),
+                        icon="fa-file-image-o", category="System")
+    appbuilder.add_api(UploadedFileApi)
     appbuilder.add_api(OutboxEventApi)
     appbuilder.add_api(EventDeliveryApi)
