@@ -27,7 +27,10 @@ class Money(TypeDecorator):
             return None
         if isinstance(value, float):
             raise TypeError("money must be Decimal, not float")
-        return Decimal(value).quantize(TWO_PLACES)
+        amount = Decimal(value)
+        if amount != amount.quantize(TWO_PLACES):
+            raise ValueError(f"money has at most two decimals, got {amount}")
+        return amount.quantize(TWO_PLACES)
 
     def process_result_value(self, value, dialect):
         if value is None:
