@@ -39,7 +39,7 @@ serve: install translations
 
 worker: install
 	@test -n "$$REDIS_URL" || (echo "REDIS_URL must be set for workers" && exit 2)
-	$(BIN)/rq worker --url "$$REDIS_URL" --worker-class rq.worker.SimpleWorker $${HOUTAI_QUEUE:-houtai}
+	$(BIN)/rq worker --url "$$REDIS_URL" --worker-class rq.worker.SimpleWorker --with-scheduler $${HOUTAI_QUEUE:-houtai}
 
 scheduler: install
 	while true; do $(FLASK) houtai tick; sleep $${TICK_SECONDS:-60}; done

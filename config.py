@@ -5,12 +5,19 @@
 | DATABASE_URL | a SQLite file in the instance folder (the embedded default) |
 | REDIS_URL | background jobs run in-process right after the commit they depend on |
 | SECRET_KEY | a random key generated once and kept in the instance folder (refused in production) |
-| HOUTAI_ENV | `development`; `production` requires SECRET_KEY and turns off permission sync per process |
+| HOUTAI_ENV | `development`; `production` requires SECRET_KEY and marks cookies secure |
 | HOUTAI_TIMEZONE | Asia/Shanghai: the business day |
 | MAX_UPLOAD_MB | 5 |
 | DEMO_PASSWORD | a password generated once and kept in the instance folder |
 | LOGIN_RATE_LIMIT | `10 per minute` for the login endpoints |
 | HOUTAI_EXTENSIONS | none: comma-separated modules imported at start (site-specific subscribers) |
+| RATELIMIT_ENABLED | on (`0` turns rate limiting off) |
+| JWT_ACCESS_TOKEN_SECONDS | 900 |
+| PUBLIC_BASE_URL | http://127.0.0.1:5000: where gateways and carriers reach this app |
+| HOUTAI_QUEUE | `houtai`: the RQ queue name |
+| HOUTAI_LOCALE | `zh`: the console's default language |
+
+Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
 import os
 import secrets
@@ -78,7 +85,6 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "AUTH_TYPE": AUTH_DB,
         "AUTH_ROLE_ADMIN": "Admin",
         "AUTH_ROLE_PUBLIC": "Public",
-        "AUTH_DB_FAKE_PASSWORD_HASH_CHECK": True,
         "AUTH_RATE_LIMITED": True,
         "AUTH_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute"),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10 per minute"),
@@ -98,7 +104,6 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
         "BABEL_DEFAULT_LOCALE": env.get("HOUTAI_LOCALE", "zh"),
-        "BABEL_DEFAULT_FOLDER": "translations",
         "LANGUAGES": {
             "en": {"flag": "gb", "name": "English"},
             "zh": {"flag": "cn", "name": "简体中文"},

@@ -15,7 +15,7 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
     from flask_appbuilder import AppBuilder
 
     from app import cli, errors, queue
-    from app.extensions import csrf, db, migrate
+    from app.extensions import csrf, db, enforce_sqlite_foreign_keys, migrate
     from app.security import HoutaiSecurityManager
     from config import build_config
     from services import audit
@@ -38,6 +38,7 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
     for module in app.config["HOUTAI_EXTENSIONS"]:
         importlib.import_module(module)
 
+    enforce_sqlite_foreign_keys()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     # CSRF before AppBuilder, so the REST APIs are exempted when they are added.

@@ -71,7 +71,10 @@ def tick_command(at):
     from services import clock, scheduler
 
     if at:
-        moment = datetime.fromisoformat(at)
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            raise click.BadParameter("not an ISO 8601 time", param_hint="--now")
         if moment.tzinfo is None:
             raise click.BadParameter("give the time with its offset, e.g. 2026-11-25T10:00:00+08:00")
         clock.set_now(moment)

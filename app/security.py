@@ -10,6 +10,7 @@ from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import UserDBModelView
 from flask_appbuilder.utils.limit import Limit
+from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token
 from flask_limiter.util import get_remote_address
 from marshmallow import Schema, ValidationError, fields, validate
@@ -23,31 +24,33 @@ READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Staff roles: one per staff function. Later centers add their own rows here.
 ROLES: dict[str, dict[str, str]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
-    "ProductOps": {"product": WRITE, "shop": READ, "uploads": WRITE},
+    "ProductOps": {"product": WRITE, "shop": READ, "storage": WRITE},
     "OrderOps": {"order": WRITE, "shop": READ},
-    "CustomerService": {"customer_service": WRITE, "shop": READ, "uploads": WRITE},
-    "Marketing": {"marketing": WRITE, "shop": READ, "uploads": WRITE},
+    "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE},
+    "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE},
     "Finance": {"finance": WRITE, "shop": READ},
     "Warehouse": {"wms": WRITE},
     "Purchasing": {"purchasing": WRITE},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
-                   "uploads": WRITE},
-    "Merchant": {"shop": READ, "audit": READ, "uploads": WRITE},
-    "Storefront": {"storefront": WRITE, "shop": READ, "uploads": WRITE},
+                   "storage": WRITE},
+    "Merchant": {"shop": READ, "audit": READ, "storage": WRITE},
+    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}
 # Every role with screens may see and edit its own account and password.
 OWN_ACCOUNT_PERMISSIONS = [
-    ("can_userinfo", "UserDBModelView"),
-    ("resetmypassword", "UserDBModelView"),
-    ("userinfoedit", "UserDBModelView"),
+    ("can_userinfo", "HoutaiUserDBModelView"),
+    ("resetmypassword", "HoutaiUserDBModelView"),
+    ("userinfoedit", "HoutaiUserDBModelView"),
     ("can_this_form_get", "ResetMyPasswordView"),
     ("can_this_form_post", "ResetMyPasswordView"),
     ("can_this_form_get", "UserInfoEditView"),
     ("can_this_form_post", "UserInfoEditView"),
 ]
+# Every role may read the API's description (integrators script against it).
+API_DOC_PERMISSIONS = [("can_get", "OpenApi"), ("can_show", "SwaggerView")]
 STAFF_ROLES = [r for r in ROLES if r not in ("Admin", "Merchant", "Storefront")]
 
 
@@ -126,10 +129,34 @@ class HoutaiUserDBModelView(UserDBModelView):
                    "password", "conf_password"]
     edit_columns = ["first_name", "last_name", "username", "active", "email", "roles", "shop"]
     search_columns = ["username", "first_name", "last_name", "email", "active", "roles", "shop"]
-    user_show_fieldsets = [
-        ("User info", {"fields": ["username", "first_name", "last_name", "email", "shop"]}),
-        ("Audit", {"fields": ["last_login", "login_count", "created_on"], "expanded": False}),
+    label_columns = {**UserDBModelView.label_columns, "shop": _l("Shop")} \
+        if getattr(UserDBModelView, "label_columns", None) else {"shop": _l("Shop")}
+    show_fieldsets = [
+        (_l("User info"), {"fields": ["username", "active", "roles", "shop", "login_count"]}),
+        (_l("Personal info"), {"fields": ["first_name", "last_name", "email"]}),
+        (_l("Audit"), {"fields": ["last_login", "created_on", "changed_on"], "expanded": False}),
     ]
+    user_show_fieldsets = [
+        (_l("User info"), {"fields": ["username", "first_name", "last_name", "email", "shop"]}),
+        (_l("Audit"), {"fields": ["last_login", "login_count", "created_on"], "expanded": False}),
+    ]
+
+
+    def _check_shop(self, item):
+        from services.security import shop_rule_errors
+
+        errors = shop_rule_errors([r.name for r in item.roles], item.shop_id or
+                                  (item.shop.id if item.shop else None))
+        if errors:
+            raise ValueError(errors["shop"][0])
+
+    def pre_add(self, item):
+        self._check_shop(item)
+        super().pre_add(item)
+
+    def pre_update(self, item):
+        self._check_shop(item)
+        super().pre_update(item)
 
 
 class HoutaiSecurityManager(SecurityManager):
@@ -197,7 +224,7 @@ def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
             wanted |= {("menu_access", name) for name in _menu_names(appbuilder, view)}
     if role not in API_ONLY_ROLES:
         wanted |= set(OWN_ACCOUNT_PERMISSIONS)
-    return wanted
+    return wanted | set(API_DOC_PERMISSIONS)
 
 
 def sync_roles(appbuilder) -> dict[str, int]:

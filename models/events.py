@@ -1,4 +1,5 @@
 """The outbox: domain events recorded with the change, and one delivery per subscriber."""
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import relationship
 
@@ -20,6 +21,10 @@ class OutboxEvent(db.Model):
 
     def __repr__(self) -> str:
         return f"{self.name} #{self.id}"
+
+
+DELIVERY_STATUS_LABELS = {"pending": _l("Pending"), "retrying": _l("Retrying"),
+                          "done": _l("Done"), "failed": _l("Failed")}
 
 
 class EventDelivery(db.Model):

@@ -1,6 +1,7 @@
 """店铺管理: shops of the platform and their merchants."""
 import enum
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Column, Enum, Integer, Numeric, String
 
 from app.extensions import db
@@ -14,6 +15,14 @@ class ShopStatus(str, enum.Enum):
     open = "open"
     suspended = "suspended"
     closed = "closed"
+
+
+STATUS_LABELS = {
+    ShopStatus.applying: _l("Applying"),
+    ShopStatus.open: _l("Open"),
+    ShopStatus.suspended: _l("Suspended"),
+    ShopStatus.closed: _l("Closed"),
+}
 
 
 class Shop(TimestampMixin, db.Model):

@@ -35,13 +35,14 @@ def panels() -> list[Panel]:
 
 
 def shops_by_status() -> dict:
-    from models.shop import Shop
+    from models.shop import STATUS_LABELS, Shop, ShopStatus
 
     rows = scope_query(db.session.query(Shop.status, func.count(Shop.id)), Shop) \
         .group_by(Shop.status).all()
-    counts = {status.value if hasattr(status, "value") else status: n for status, n in rows}
-    labels = ["applying", "open", "suspended", "closed"]
-    return {"labels": labels, "values": [counts.get(label, 0) for label in labels]}
+    counts = {ShopStatus(status): n for status, n in rows}
+    return {"keys": [s.value for s in STATUS_LABELS],
+            "labels": [str(t) for t in STATUS_LABELS.values()],
+            "values": [counts.get(status, 0) for status in STATUS_LABELS]}
 
 
 def audit_activity(days: int = 14) -> dict:
@@ -60,17 +61,19 @@ def audit_activity(days: int = 14) -> dict:
         if day >= start_day:
             counts[day] = counts.get(day, 0) + 1
     labels = [start_day + timedelta(days=i) for i in range(days)]
-    return {"labels": [d.isoformat() for d in labels], "values": [counts.get(d, 0) for d in labels]}
+    return {"keys": [d.isoformat() for d in labels], "labels": [d.isoformat() for d in labels],
+            "values": [counts.get(d, 0) for d in labels]}
 
 
 def deliveries_by_status() -> dict:
-    from models.events import EventDelivery
+    from models.events import DELIVERY_STATUS_LABELS, EventDelivery
 
     rows = db.session.query(EventDelivery.status, func.count(EventDelivery.id)) \
         .group_by(EventDelivery.status).all()
     counts = dict(rows)
-    labels = ["pending", "retrying", "done", "failed"]
-    return {"labels": labels, "values": [counts.get(label, 0) for label in labels]}
+    return {"keys": list(DELIVERY_STATUS_LABELS),
+            "labels": [str(t) for t in DELIVERY_STATUS_LABELS.values()],
+            "values": [counts.get(key, 0) for key in DELIVERY_STATUS_LABELS]}
 
 
 register_panel(Panel("shops", _l("Shops by status"), "bar", ("can_list", "ShopView"),

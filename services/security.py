@@ -11,6 +11,16 @@ def _security_manager():
     return current_app.appbuilder.sm
 
 
+def shop_rule_errors(role_names: list[str], shop_id: int | None) -> dict:
+    """Merchants belong to exactly one shop; every other role belongs to none."""
+    merchant = "Merchant" in role_names
+    if merchant and shop_id is None:
+        return {"shop": ["A Merchant user needs a shop."]}
+    if shop_id is not None and not merchant:
+        return {"shop": ["Only Merchant users belong to a shop."]}
+    return {}
+
+
 def upsert_user(username: str, password: str, role: str, shop_code: str | None = None,
                 *, email: str | None = None, first_name: str | None = None) -> tuple[UserAccount, bool]:
     """Create the user, or bring an existing one to this password, role and shop.

@@ -25,7 +25,7 @@ def test_admin_panels_match_sql(browser, shops):
     figures = panels_on(browser("Admin").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "deliveries"}
     by_status = dict(db.session.execute(text("SELECT status, COUNT(*) FROM shop GROUP BY status")).all())
-    assert dict(zip(figures["shops"]["labels"], figures["shops"]["values"])) == {
+    assert dict(zip(figures["shops"]["keys"], figures["shops"]["values"])) == {
         label: by_status.get(label, 0) for label in ("applying", "open", "suspended", "closed")}
 
 
@@ -46,7 +46,7 @@ def test_writes_are_counted_on_their_business_day(shops):
         db.session.commit()
         with acting_as(Actor(name="ops", authenticated=True)):
             figure = dashboard.audit_activity(days=2)
-    assert figure["labels"] == ["2027-03-01", "2027-03-02"]
+    assert figure["keys"] == ["2027-03-01", "2027-03-02"]
     assert figure["values"] == [0, 1]
 
 

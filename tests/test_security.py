@@ -148,3 +148,31 @@ def test_password_hashes_never_appear_in_screens_or_apis(browser, api, users):
 def test_merchant_user_sees_its_shop_on_the_dashboard(browser, shops):
     page = browser("merchant_a").get("/").get_data(as_text=True)
     assert "Shop A" in page and "Shop B" not in page
+
+
+@pytest.mark.parametrize("role", ["merchant_a", "Finance"])
+def test_every_console_user_reaches_its_own_profile(browser, shops, role):
+    page = browser(role).get("/users/userinfo/")
+    assert page.status_code == 200
+    if role == "merchant_a":
+        assert "Shop A" in page.get_data(as_text=True)
+
+
+def test_user_screen_refuses_a_merchant_without_a_shop(browser, app, shops):
+    from models.security import UserAccount
+
+    merchant_role = app.appbuilder.sm.find_role("Merchant")
+    admin = browser("Admin")
+    answer = admin.post_form("/users/add", {
+        "first_name": "No", "last_name": "Shop", "username": "noshop", "active": "y",
+        "email": "noshop@example.com", "roles": str(merchant_role.id),
+        "password": "Pass-word-123", "conf_password": "Pass-word-123"},
+        token_from="/users/add")
+    assert answer.status_code in (200, 302)
+    assert UserAccount.query.filter_by(username="noshop").count() == 0
+    answer = admin.post_form("/users/add", {
+        "first_name": "With", "last_name": "Shop", "username": "withshop", "active": "y",
+        "email": "withshop@example.com", "roles": str(merchant_role.id),
+        "shop": str(shops["A"].id), "password": "Pass-word-123",
+        "conf_password": "Pass-word-123"}, token_from="/users/add")
+    assert UserAccount.query.filter_by(username="withshop").one().shop_id == shops["A"].id

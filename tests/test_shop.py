@@ -40,3 +40,22 @@ def test_admin_sees_the_dashboard_and_shop_list(browser, shops):
     assert "chart-shops" in home.get_data(as_text=True)
     page = admin.get("/shopview/list/").get_data(as_text=True)
     assert "Shop A" in page and "Shop B" in page
+
+
+def test_shop_with_users_cannot_be_deleted_on_either_database(api, users, shops):
+    answer = api("Operations").delete(f"/api/v1/shop/{shops['A'].id}")
+    assert answer.status_code == 409
+    assert set(answer.json) == {"message", "errors"}
+    assert Shop.query.filter_by(code="A").count() == 1
+
+
+def test_info_describes_fields_without_catalogue_noise(api):
+    info = api("Operations").get("/api/v1/shop/_info").json
+    assert all(field["description"] == "" for field in info["add_columns"])
+
+
+def test_unknown_user_login_is_401(app):
+    with app.app_context():
+        answer = app.test_client().post("/api/v1/security/login", json={
+            "username": "nobody", "password": "x", "provider": "db"})
+    assert answer.status_code == 401

@@ -290,6 +290,13 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             raise NotFoundError("Not found")
         return item
 
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        # gettext("") answers the catalogue's header: keep empty descriptions empty.
+        if not self.description_columns.get(field.name):
+            info["description"] = ""
+        return info
+
     # -- reads: arguments the database would choke on are the caller's error ----------------
     def _sanitize_page_args(self, page, page_size):
         if (page is not None and (not isinstance(page, int) or page < 0)) or \

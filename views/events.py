@@ -5,7 +5,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from models.events import EventDelivery, OutboxEvent
+from models.events import DELIVERY_STATUS_LABELS, EventDelivery, OutboxEvent
 from services import events
 from views.base import ReadOnlyModelApi, ReadOnlyModelView
 
@@ -35,6 +35,7 @@ class EventDeliveryView(ReadOnlyModelView):
                     "last_error", "done_at"]
     search_columns = ["subscriber", "status"]
     base_order = ("id", "desc")
+    formatters_columns = {"status": lambda status: DELIVERY_STATUS_LABELS.get(status, status)}
 
     @action("retry", _l("Retry"), _l("Retry the selected failed deliveries?"), "fa-repeat")
     def retry(self, items):

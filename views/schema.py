@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 from flask import request
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from marshmallow import ValidationError, fields
+from sqlalchemy import Column, Numeric
 
 from models.base import Money
 from services.errors import BadRequestError
@@ -37,13 +38,46 @@ class MoneyField(fields.Field):
             raise self.make_error("invalid") from exc
         if not amount.is_finite():
             raise self.make_error("invalid")
-        if amount.as_tuple().exponent < -2 and amount != amount.quantize(Decimal("0.01")):
-            raise self.make_error("places")
-        if amount < 0:
-            raise self.make_error("negative")
         if amount > MAX_MONEY:
             raise self.make_error("too_large")
-        return amount.quantize(Decimal("0.01"))
+        if amount < 0:
+            raise self.make_error("negative")
+        rounded = amount.quantize(Decimal("0.01"))
+        if amount != rounded:
+            raise self.make_error("places")
+        return rounded
+
+
+class ScaledDecimal(fields.Field):
+    """A decimal with at most `places` decimals (never rounded silently), as a string out."""
+
+    default_error_messages = {"invalid": "Not a valid number.",
+                              "places": "At most {places} decimal places."}
+
+    def __init__(self, places: int, **kwargs):
+        super().__init__(**kwargs)
+        self.places = places
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else f"{Decimal(value):.{self.places}f}"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+            raise self.make_error("invalid")
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise self.make_error("invalid") from exc
+        if not number.is_finite():
+            raise self.make_error("invalid")
+        step = Decimal(1).scaleb(-self.places)
+        try:
+            rounded = number.quantize(step)
+        except InvalidOperation as exc:  # more digits than a decimal context holds
+            raise self.make_error("invalid") from exc
+        if number != rounded:
+            raise self.make_error("places", places=self.places)
+        return rounded
 
 
 class StrictInteger(fields.Integer):
@@ -59,22 +93,53 @@ class StrictInteger(fields.Integer):
 
 
 class HoutaiSchemaConverter(Model2SchemaConverter):
-    """FAB's converter, with money as MoneyField and foreign keys as strict integers
-    (stock FAB leaves foreign keys untyped, so `{"shop_id": "x"}` would pass)."""
+    """FAB's converter, with our types where they matter: money as MoneyField, foreign keys
+    as strict integers, other decimals refusing extra places, and `required` only for
+    columns without a default. (marshmallow-sqlalchemy's automatic fields win over the ones
+    FAB declares, and it leaves foreign keys `Inferred`, so `{"shop_id": "x"}` would pass:
+    the fields are therefore replaced on the built schema.)"""
 
-    def _column2field(self, datamodel, column, nested=True, parent_schema_name=None):
-        name = column.name
-        sqla_column = datamodel.list_columns.get(name)
-        if sqla_column is not None and not datamodel.is_relation(name):
-            required = _is_required(sqla_column)
-            if isinstance(sqla_column.type, Money):
-                return MoneyField(required=required, allow_none=sqla_column.nullable)
-            if sqla_column.foreign_keys:
-                return StrictInteger(required=required, allow_none=sqla_column.nullable)
-        field = super()._column2field(datamodel, column, nested, parent_schema_name)
-        if sqla_column is not None and not datamodel.is_relation(name) and field is not None:
-            field.required = _is_required(sqla_column)
-        return field
+    def convert(self, columns, model=None, nested=True, parent_schema_name=None):
+        schema = super().convert(columns, model=model, nested=nested,
+                                 parent_schema_name=parent_schema_name)
+        datamodel = self.datamodel.__class__(model or self.datamodel.obj)
+        for name in columns:
+            sqla_column = datamodel.list_columns.get(name)
+            if not isinstance(sqla_column, Column) or datamodel.is_relation(name):
+                continue
+            field = _typed_field(sqla_column, schema.fields.get(name))
+            if field is not None:
+                if name in self.validators_columns:
+                    field.validators.append(self.validators_columns[name])
+                _replace_field(schema, name, field)
+            elif name in schema.fields:
+                schema.fields[name].required = _is_required(sqla_column)
+        return schema
+
+
+def _typed_field(sqla_column, current):
+    required, allow_none = _is_required(sqla_column), sqla_column.nullable
+    if current is not None and current.dump_only:
+        return None
+    if isinstance(sqla_column.type, Money):
+        return MoneyField(required=required, allow_none=allow_none)
+    if sqla_column.foreign_keys:
+        return StrictInteger(required=required, allow_none=allow_none)
+    if isinstance(sqla_column.type, Numeric) and sqla_column.type.scale is not None:
+        return ScaledDecimal(sqla_column.type.scale, required=required, allow_none=allow_none)
+    return None
+
+
+def _replace_field(schema, name, field) -> None:
+    """Swap one field of a built schema (marshmallow-sqlalchemy drops foreign keys that
+    FAB's converter declared, leaving them `Inferred`)."""
+    field._bind_to_schema(name, schema)  # noqa: SLF001 - the schema is already built
+    schema.fields[name] = field
+    schema.declared_fields[name] = field
+    if not field.dump_only:
+        schema.load_fields[name] = field
+    if not field.load_only:
+        schema.dump_fields[name] = field
 
 
 def _is_required(sqla_column) -> bool:

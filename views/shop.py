@@ -4,7 +4,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow.validate import Range
 from wtforms.validators import NumberRange
 
-from models.shop import Shop
+from models.shop import STATUS_LABELS, Shop
 from views.base import HoutaiModelApi, HoutaiModelView
 
 SHOP_LABELS = {
@@ -31,6 +31,7 @@ class ShopView(HoutaiModelView):
     search_columns = ["code", "name", "status"]
     order_columns = ["code", "name", "status", "created_at"]
     validators_columns = {"commission_rate": [NumberRange(min=0, max=1)]}
+    formatters_columns = {"status": lambda status: STATUS_LABELS.get(status, status)}
 
 
 class ShopApi(HoutaiModelApi):

@@ -16,7 +16,7 @@ FILE_COLUMNS = ["id", "key", "original_name", "content_type", "size", "width", "
 
 class UploadedFileView(ReadOnlyModelView):
     datamodel = SQLAInterface(UploadedFile)
-    center = "uploads"
+    center = "storage"
     list_title = _l("Uploaded files")
     label_columns = {"original_name": _l("File name"), "content_type": _l("Type"),
                      "size": _l("Size (bytes)"), "uploaded_by": _l("Uploaded by"),
@@ -31,7 +31,7 @@ class UploadedFileView(ReadOnlyModelView):
 class UploadedFileApi(ReadOnlyModelApi):
     resource_name = "uploaded_file"
     datamodel = SQLAInterface(UploadedFile)
-    center = "uploads"
+    center = "storage"
     include_route_methods = {"get", "get_list", "info", "upload_image", "content"}
     list_columns = FILE_COLUMNS
     show_columns = FILE_COLUMNS
