@@ -51,8 +51,10 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
                                 indexview=DashboardIndexView)
         appbuilder.init_app(app, db.session)
         from views import register
+        from views.health import health
 
         register(appbuilder)
+    app.register_blueprint(health)
     errors.register(app)
     cli.register(app)
     _drain_inprocess_jobs_after_requests(app)
