@@ -73,6 +73,16 @@ def _merge(explicit: dict | None, scoped: dict) -> dict:
     return merged
 
 
+def isolate(view, related_field_attributes: tuple[str, ...]) -> None:
+    """Give a view (screen or API) the shop base filter and shop-scoped related fields."""
+    model = view.datamodel.obj
+    if shop_column_of(model) is not None:
+        view.base_filters = list(view.base_filters or []) + _scope_filter_for(model)
+    scoped = scoped_related_fields(model)
+    for attribute in related_field_attributes:
+        setattr(view, attribute, _merge(getattr(view, attribute), scoped))
+
+
 def _own_shop_violation(item) -> bool:
     column = shop_column_of(type(item))
     scope = shop_scope()
@@ -90,13 +100,8 @@ class HoutaiModelView(ModelView):
         # FAB appends action permissions to this list: give each view its own copy.
         if self.base_permissions:
             self.base_permissions = list(self.base_permissions)
-        model = self.datamodel.obj
-        if shop_column_of(model) is not None:
-            self.base_filters = list(self.base_filters or []) + _scope_filter_for(model)
-        scoped = scoped_related_fields(model)
-        self.add_form_query_rel_fields = _merge(self.add_form_query_rel_fields, scoped)
-        self.edit_form_query_rel_fields = _merge(self.edit_form_query_rel_fields, scoped)
-        self.search_form_query_rel_fields = _merge(self.search_form_query_rel_fields, scoped)
+        isolate(self, ("add_form_query_rel_fields", "edit_form_query_rel_fields",
+                       "search_form_query_rel_fields"))
         super().__init__(**kwargs)
 
     def _guard_shop(self, item) -> None:
@@ -180,12 +185,7 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
     page_size = 20
 
     def __init__(self):
-        model = self.datamodel.obj
-        if shop_column_of(model) is not None:
-            self.base_filters = list(self.base_filters or []) + _scope_filter_for(model)
-        scoped = scoped_related_fields(model)
-        self.add_query_rel_fields = _merge(self.add_query_rel_fields, scoped)
-        self.edit_query_rel_fields = _merge(self.edit_query_rel_fields, scoped)
+        isolate(self, ("add_query_rel_fields", "edit_query_rel_fields"))
         super().__init__()
 
     # -- responses in the one error shape --------------------------------------------------

@@ -13,43 +13,8 @@ from services.errors import BadRequestError
 MAX_MONEY = Decimal("9999999999.99")
 
 
-class MoneyField(fields.Field):
-    """CNY as a string with exactly two decimals ("12.30"); input: string or number,
-    at most two decimals, not negative."""
-
-    default_error_messages = {
-        "invalid": "Not a valid amount.",
-        "places": "At most two decimal places.",
-        "negative": "Must not be negative.",
-        "too_large": "Too large.",
-    }
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        return f"{Decimal(value):.2f}"
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-            raise self.make_error("invalid")
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise self.make_error("invalid") from exc
-        if not amount.is_finite():
-            raise self.make_error("invalid")
-        if amount > MAX_MONEY:
-            raise self.make_error("too_large")
-        if amount < 0:
-            raise self.make_error("negative")
-        rounded = amount.quantize(Decimal("0.01"))
-        if amount != rounded:
-            raise self.make_error("places")
-        return rounded
-
-
 class ScaledDecimal(fields.Field):
-    """A decimal with at most `places` decimals (never rounded silently), as a string out."""
+    """A decimal with at most `places` decimals (never rounded silently), a string out."""
 
     default_error_messages = {"invalid": "Not a valid number.",
                               "places": "At most {places} decimal places."}
@@ -70,14 +35,38 @@ class ScaledDecimal(fields.Field):
             raise self.make_error("invalid") from exc
         if not number.is_finite():
             raise self.make_error("invalid")
-        step = Decimal(1).scaleb(-self.places)
+        self._check_range(number)
         try:
-            rounded = number.quantize(step)
+            rounded = number.quantize(Decimal(1).scaleb(-self.places))
         except InvalidOperation as exc:  # more digits than a decimal context holds
             raise self.make_error("invalid") from exc
         if number != rounded:
             raise self.make_error("places", places=self.places)
         return rounded
+
+    def _check_range(self, number: Decimal) -> None:
+        """Subclasses refuse numbers outside their range."""
+
+
+class MoneyField(ScaledDecimal):
+    """CNY as a string with exactly two decimals ("12.30"); input: string or number,
+    at most two decimals, not negative."""
+
+    default_error_messages = {
+        "invalid": "Not a valid amount.",
+        "places": "At most two decimal places.",
+        "negative": "Must not be negative.",
+        "too_large": "Too large.",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(2, **kwargs)
+
+    def _check_range(self, number: Decimal) -> None:
+        if number > MAX_MONEY:
+            raise self.make_error("too_large")
+        if number < 0:
+            raise self.make_error("negative")
 
 
 class StrictInteger(fields.Integer):
