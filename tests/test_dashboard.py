@@ -13,7 +13,7 @@ from services.actor import Actor, acting_as
 
 def panels_on(page: str) -> dict:
     found = {}
-    for key, body in re.findall(r'<script type="application/json" id="data-([\w-]+)">(.*?)</script>',
+    for key, body in re.findall(r'<script type="application/json" id="data-([\w-]+)"[^>]*>(.*?)</script>',
                                 page, re.S):
         found[key] = json.loads(body)
     return found

@@ -6,6 +6,14 @@
     var spec = JSON.parse(node.textContent);
     var canvas = document.getElementById("chart-" + key);
     if (!canvas || typeof Chart === "undefined") { return; }
+    var total = spec.values.reduce(function (a, b) { return a + b; }, 0);
+    if (spec.chart === "doughnut" && total === 0) {
+      var empty = document.createElement("p");
+      empty.className = "text-muted text-center";
+      empty.textContent = node.getAttribute("data-empty") || "0";
+      canvas.replaceWith(empty);
+      return;
+    }
     new Chart(canvas, {
       type: spec.chart,
       data: {
@@ -17,8 +25,12 @@
           fill: false
         }]
       },
-      options: { plugins: { legend: { display: spec.chart === "doughnut" } },
-                 animation: false, responsive: true }
+      options: {
+        plugins: { legend: { display: spec.chart === "doughnut" } },
+        scales: spec.chart === "doughnut" ? {} : { y: { beginAtZero: true, ticks: { precision: 0 } } },
+        animation: false,
+        responsive: true
+      }
     });
   });
 })();
