@@ -19,9 +19,12 @@ from services.clock import now
 HIDDEN = "[hidden]"
 # Bookkeeping that is not a business write: the log itself, the outbox, permission plumbing.
 NOT_AUDITED_TABLES = {
-    "audit_log", "outbox_event", "event_delivery",
+    "audit_log", "outbox_event",
     "ab_permission", "ab_view_menu", "ab_permission_view", "ab_register_user",
 }
+# Written by jobs on every delivery (bookkeeping), but a person's decision on them (retry a
+# failed delivery) is audited.
+AUDITED_FOR_PEOPLE_ONLY = {"event_delivery"}
 # Columns that change on every login or every write and carry no decision.
 IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
                    "updated_at", "created_at"}
@@ -49,9 +52,11 @@ def to_json(value):
     return str(value)
 
 
-def _is_audited(obj) -> bool:
+def _is_audited(obj, actor) -> bool:
     table = getattr(obj, "__tablename__", None)
-    return table is not None and table not in NOT_AUDITED_TABLES
+    if table is None or table in NOT_AUDITED_TABLES:
+        return False
+    return table not in AUDITED_FOR_PEOPLE_ONLY or actor.user_id is not None
 
 
 def _shown(key: str, value):
@@ -111,7 +116,7 @@ def _audit_rows(session: Session) -> list[dict]:
     for action, objects in (("insert", session.new), ("update", session.dirty),
                             ("delete", session.deleted)):
         for obj in objects:
-            if not _is_audited(obj):
+            if not _is_audited(obj, actor):
                 continue
             if action == "update" and not session.is_modified(obj, include_collections=False):
                 continue

@@ -41,3 +41,10 @@ def business_zone() -> ZoneInfo:
 def business_date(moment: datetime | None = None):
     """The business day a moment falls on."""
     return (moment or now()).astimezone(business_zone()).date()
+
+
+def business_time_text(moment: datetime | None) -> str:
+    """A stored UTC time as people read it: business zone, to the second."""
+    if moment is None:
+        return ""
+    return moment.astimezone(business_zone()).strftime("%Y-%m-%d %H:%M:%S")

@@ -137,3 +137,22 @@ def test_audit_screens_offer_no_edit_or_delete(browser, shops):
     assert admin.get(f"/auditlogview/edit/{pk}").status_code == 404
     assert admin.post_form(f"/auditlogview/delete/{pk}", {}).status_code in (404, 405)
     assert AuditLog.query.get(pk) is not None
+
+
+def test_bulk_action_by_a_person_is_audited(app, browser, shops, monkeypatch):
+    from models.events import EventDelivery, OutboxEvent
+    from services import clock
+
+    monkeypatch.setitem(app.config, "REDIS_URL", None)
+    event = OutboxEvent(name="probe.none", payload={}, created_at=clock.now())
+    event.deliveries.append(EventDelivery(subscriber="gone.subscriber", status="failed",
+                                          attempts=6, next_attempt_at=clock.now()))
+    db.session.add(event)
+    db.session.commit()
+    delivery_id = event.deliveries[0].id
+    answer = browser("Operations").post_form("/eventdeliveryview/action_post", {
+        "action": "retry", "rowid": [str(delivery_id)]}, token_from="/eventdeliveryview/list/")
+    assert answer.status_code == 302
+    entry = entries("EventDelivery", delivery_id)[0]
+    assert entry.actor == "operations"
+    assert entry.changes["status"][0] == "failed"

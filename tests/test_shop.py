@@ -59,3 +59,14 @@ def test_unknown_user_login_is_401(app):
         answer = app.test_client().post("/api/v1/security/login", json={
             "username": "nobody", "password": "x", "provider": "db"})
     assert answer.status_code == 401
+
+
+def test_screens_show_times_in_the_business_zone(browser, shops):
+    from datetime import datetime, timezone
+
+    from app.extensions import db
+
+    shops["A"].created_at = datetime(2026, 11, 25, 17, 30, 5, tzinfo=timezone.utc)
+    db.session.commit()
+    page = browser("Admin").get("/shopview/list/").get_data(as_text=True)
+    assert "2026-11-26 01:30:05" in page

@@ -20,8 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
-from models.base import shop_column_of
+from models.base import UTCDateTime, shop_column_of
 from services.actor import ALL_SHOPS, scope_query, shop_scope
+from services.clock import business_time_text
 from services.errors import (REFERENCE_NOT_FOUND, ConflictError, HoutaiError, NotFoundError,
                              ValidationFailed)
 from views.openapi import OpenApiErrorsMixin
@@ -83,6 +84,12 @@ def isolate(view, related_field_attributes: tuple[str, ...]) -> None:
         setattr(view, attribute, _merge(getattr(view, attribute), scoped))
 
 
+def _time_formatters(model) -> dict:
+    """Screens show stored UTC times in the business zone (HOUTAI_TIMEZONE)."""
+    return {column.key: business_time_text for column in model.__table__.columns
+            if isinstance(column.type, UTCDateTime)}
+
+
 def _own_shop_violation(item) -> bool:
     column = shop_column_of(type(item))
     scope = shop_scope()
@@ -102,6 +109,8 @@ class HoutaiModelView(ModelView):
             self.base_permissions = list(self.base_permissions)
         isolate(self, ("add_form_query_rel_fields", "edit_form_query_rel_fields",
                        "search_form_query_rel_fields"))
+        self.formatters_columns = {**_time_formatters(self.datamodel.obj),
+                                   **(self.formatters_columns or {})}
         super().__init__(**kwargs)
 
     def _guard_shop(self, item) -> None:
