@@ -18,24 +18,30 @@ from marshmallow import Schema, ValidationError, fields, validate
 from models.security import UserAccount
 from views.openapi import OpenApiErrorsMixin
 
-READ, WRITE = "read", "write"
+READ, WRITE, MANAGE = "read", "write", "manage"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
+# Decisions reserved to platform staff (MANAGE): WRITE grants everything else.
+REVIEW_PERMISSIONS = {"can_review", "approve", "reject"}
 
 # Staff roles: one per staff function. Later centers add their own rows here.
 ROLES: dict[str, dict[str, str]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
-    "ProductOps": {"product": WRITE, "shop": READ, "storage": WRITE},
-    "OrderOps": {"order": WRITE, "shop": READ},
-    "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE},
-    "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE},
+    "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE},
+    "OrderOps": {"order": WRITE, "shop": READ, "product": READ, "catalog": READ},
+    "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
+                        "product": READ},
+    "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
+                  "catalog": READ},
     "Finance": {"finance": WRITE, "shop": READ},
     "Warehouse": {"wms": WRITE},
     "Purchasing": {"purchasing": WRITE},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE},
-    "Merchant": {"shop": READ, "audit": READ, "storage": WRITE},
-    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE},
+    "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
+                 "catalog": READ},
+    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "product": READ,
+                   "catalog": READ},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}
@@ -219,6 +225,8 @@ def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
         permissions = set(view.base_permissions)
         if level == READ:
             permissions &= READ_PERMISSIONS
+        elif level == WRITE:
+            permissions -= REVIEW_PERMISSIONS
         wanted |= {(p, view.class_permission_name) for p in permissions}
         if role not in API_ONLY_ROLES:
             wanted |= {("menu_access", name) for name in _menu_names(appbuilder, view)}

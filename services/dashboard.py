@@ -82,3 +82,26 @@ register_panel(Panel("audit", _l("Writes per day"), "line", ("can_list", "AuditL
                      audit_activity))
 register_panel(Panel("deliveries", _l("Event deliveries"), "doughnut",
                      ("can_list", "EventDeliveryView"), deliveries_by_status))
+
+
+def spus_by_status() -> dict:
+    from models.product import SPU_STATUS_LABELS
+    from services.product import spus_by_status as counts_by_status
+
+    counts = counts_by_status()
+    return {"keys": [s.value for s in SPU_STATUS_LABELS],
+            "labels": [str(t) for t in SPU_STATUS_LABELS.values()],
+            "values": [counts.get(status, 0) for status in SPU_STATUS_LABELS]}
+
+
+def spus_by_category() -> dict:
+    from services.product import spus_by_top_category
+
+    counts = spus_by_top_category()
+    return {"keys": list(counts), "labels": list(counts), "values": list(counts.values())}
+
+
+register_panel(Panel("spu_status", _l("Products by status"), "bar", ("can_list", "SpuView"),
+                     spus_by_status))
+register_panel(Panel("spu_category", _l("Products by category"), "doughnut",
+                     ("can_list", "SpuView"), spus_by_category))

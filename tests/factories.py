@@ -7,12 +7,15 @@ covered the day it is registered.
 from itertools import count
 
 import io
+from decimal import Decimal
 
 from PIL import Image
 
 from app.extensions import db
 from models.audit import AuditLog
 from models.shop import Shop
+from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
+                            Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
 from services.actor import Actor, acting_as
 
@@ -52,10 +55,98 @@ def _uploaded_file_row(shop: Shop) -> UploadedFile:
     return record
 
 
+def catalog() -> dict:
+    """A small category tree (clothing > tops > t-shirts) with one attribute of each kind,
+    and a brand; created once per test through the product services."""
+    from services import product
+
+    leaf = Category.query.filter_by(name="T-shirts").one_or_none()
+    if leaf is None:
+        with acting_as(Actor.system("factory")):
+            root = Category(name="Clothing")
+            db.session.add(root)
+            product.place_category(root)
+            middle = Category(name="Tops", parent_id=root.id)
+            db.session.add(middle)
+            product.place_category(middle)
+            leaf = Category(name="T-shirts", parent_id=middle.id)
+            db.session.add(leaf)
+            product.place_category(leaf)
+            for name, kind, input_type, options, required, category in (
+                    ("Model", AttributeKind.key, InputType.text, [], True, leaf),
+                    ("Material", AttributeKind.non_key, InputType.single_select,
+                     ["cotton", "linen"], False, root),
+                    ("Colour", AttributeKind.sales, InputType.single_select,
+                     ["red", "blue", "black"], True, middle),
+                    ("Size", AttributeKind.sales, InputType.single_select,
+                     ["S", "M", "L"], True, leaf)):
+                db.session.add(Attribute(name=name, kind=kind, input_type=input_type,
+                                         options=options, required=required,
+                                         category_id=category.id))
+            db.session.add(Brand(name="Acme", enabled=True))
+            db.session.commit()
+    attributes = {a.name: a for a in Attribute.query.all()}
+    return {"leaf": leaf, "middle": Category.query.filter_by(name="Tops").one(),
+            "root": Category.query.filter_by(name="Clothing").one(),
+            "brand": Brand.query.filter_by(name="Acme").one(), "attributes": attributes}
+
+
+def spu_body(shop: Shop | None = None, **overrides) -> dict:
+    parts = catalog()
+    body = {"title": f"Tee {next(_serial)}", "category_id": parts["leaf"].id,
+            "brand_id": parts["brand"].id,
+            "attribute_values": {str(parts["attributes"]["Model"].id): "T-100"}}
+    if shop is not None:
+        body["shop_id"] = shop.id
+    body.update(overrides)
+    return body
+
+
+def make_spu(shop: Shop, *, with_skus=False, **overrides) -> Spu:
+    """A draft SPU of `shop` made through the product service (and its SKU grid)."""
+    from services import product
+
+    body = spu_body(shop, **overrides)
+    with acting_as(Actor.system("factory")):
+        spu = Spu(**body)
+        product.prepare_spu(spu, creating=True)
+        db.session.add(spu)
+        db.session.flush()
+        product.record_creation(spu)
+        if with_skus:
+            attributes = catalog()["attributes"]
+            product.generate_skus(spu.id, {str(attributes["Colour"].id): ["red", "blue"],
+                                           str(attributes["Size"].id): ["S", "M"]},
+                                  Decimal("99.00"))
+        db.session.commit()
+    return spu
+
+
+def _spu_row(shop: Shop) -> Spu:
+    return make_spu(shop, title=f"{marker_of(shop)} tee {next(_serial)}")
+
+
+def _sku_row(shop: Shop) -> Sku:
+    return make_spu(shop, with_skus=True).skus[0]
+
+
+def _spu_transition_row(shop: Shop) -> SpuTransition:
+    return make_spu(shop).transitions[0]
+
+
+def _price_change_row(shop: Shop) -> PriceChange:
+    sku = _sku_row(shop)
+    return PriceChange.query.filter_by(sku_id=sku.id).first()
+
+
 ROW_FACTORIES = {
     Shop: _shop_row,
     AuditLog: _audit_row,
     UploadedFile: _uploaded_file_row,
+    Spu: _spu_row,
+    Sku: _sku_row,
+    SpuTransition: _spu_transition_row,
+    PriceChange: _price_change_row,
 }
 
 
@@ -77,6 +168,11 @@ def _shop_body(shop: Shop | None) -> dict:
 # Valid POST bodies for each writable REST resource, in `shop` (None: the merchant's own).
 API_BODIES = {
     Shop: _shop_body,
+    Category: lambda shop: {"name": f"Category {next(_serial)}", "parent_id": None},
+    Brand: lambda shop: {"name": f"Brand {next(_serial)}", "enabled": True},
+    Attribute: lambda shop: {"category_id": catalog()["leaf"].id, "name": f"Attr {next(_serial)}",
+                             "kind": "non_key", "input_type": "text"},
+    Spu: lambda shop: spu_body(shop),
 }
 
 

@@ -23,7 +23,7 @@ def test_admin_panels_match_sql(browser, shops):
     shops["B"].status = "suspended"
     db.session.commit()
     figures = panels_on(browser("Admin").get("/").get_data(as_text=True))
-    assert set(figures) == {"shops", "audit", "deliveries"}
+    assert set(figures) == {"shops", "audit", "deliveries", "spu_status", "spu_category"}
     by_status = dict(db.session.execute(text("SELECT status, COUNT(*) FROM shop GROUP BY status")).all())
     assert dict(zip(figures["shops"]["keys"], figures["shops"]["values"])) == {
         label: by_status.get(label, 0) for label in ("applying", "open", "suspended", "closed")}
@@ -32,7 +32,7 @@ def test_admin_panels_match_sql(browser, shops):
 def test_merchant_sees_only_its_shop_in_every_panel(browser, api, shops):
     api("Operations").put(f"/api/v1/shop/{shops['B'].id}", json={"name": "B renamed"})
     figures = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
-    assert set(figures) == {"shops", "audit"}
+    assert set(figures) == {"shops", "audit", "spu_status", "spu_category"}
     assert sum(figures["shops"]["values"]) == 1
     own_writes = db.session.execute(text(
         "SELECT COUNT(*) FROM audit_log WHERE shop_id = :shop"), {"shop": shops["A"].id}).scalar()

@@ -5,6 +5,9 @@ from flask_babel import lazy_gettext as _l
 def register(appbuilder) -> None:
     from views.audit import AuditLogApi, AuditLogView
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
+    from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
+                               CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
+                               SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
     from views.shop import ShopApi, ShopView
     from views.storage import UploadedFileApi, UploadedFileView
 
@@ -12,6 +15,23 @@ def register(appbuilder) -> None:
                         category="Shops", category_label=_l("Shops"),
                         category_icon="fa-shopping-bag")
     appbuilder.add_api(ShopApi)
+
+    products = dict(category="Products", category_label=_l("Products"), category_icon="fa-cube")
+    appbuilder.add_view(SpuView, "Products (SPU)", label=_l("Products (SPU)"), icon="fa-cube",
+                        **products)
+    appbuilder.add_view(SkuView, "SKUs", label=_l("SKUs"), icon="fa-barcode", **products)
+    appbuilder.add_view(PriceChangeView, "Price history", label=_l("Price history"),
+                        icon="fa-line-chart", **products)
+    appbuilder.add_view(SpuTransitionView, "Listing history", label=_l("Listing history"),
+                        icon="fa-history", **products)
+    appbuilder.add_view(CategoryView, "Categories", label=_l("Categories"), icon="fa-sitemap",
+                        **products)
+    appbuilder.add_view(BrandView, "Brands", label=_l("Brands"), icon="fa-tag", **products)
+    appbuilder.add_view(AttributeView, "Attributes", label=_l("Attributes"), icon="fa-list",
+                        **products)
+    for api in (CategoryApi, BrandApi, AttributeApi, SpuApi, SkuApi, SpuTransitionApi,
+                PriceChangeApi):
+        appbuilder.add_api(api)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")

@@ -1,0 +1,668 @@
+"""商品中心 screens and REST resources: thin, every rule is in services/product.py."""
+from flask import flash, redirect, request, url_for
+from flask_appbuilder.actions import action
+from flask_appbuilder.api import expose as api_expose
+from flask_appbuilder.api import permission_name, protect, safe
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema, ValidationError, fields, validate
+
+from app.extensions import db
+from models.product import (ATTRIBUTE_KIND_LABELS, SPU_STATUS_LABELS, Attribute, Brand, Category,
+                            PriceChange, Sku, Spu, SpuTransition)
+from services import product
+from services.errors import ConflictError, HoutaiError, ValidationFailed
+from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
+                        api_errors)
+from views.forms import JSONTextAreaField, LinesField
+from views.schema import MoneyField, StrictInteger, json_body, load_or_422
+
+# -- category tree, brands, attributes (platform data: "catalog") -------------------------------
+
+CATEGORY_LABELS = {"name": _l("Name"), "parent": _l("Parent"), "parent_id": _l("Parent"),
+                   "sort_order": _l("Sort order"), "enabled": _l("Enabled"), "path": _l("Path")}
+
+
+class CategoryView(HoutaiModelView):
+    datamodel = SQLAInterface(Category)
+    center = "catalog"
+    list_title = _l("Categories")
+    label_columns = CATEGORY_LABELS
+    list_columns = ["name", "parent", "sort_order", "enabled", "path"]
+    show_columns = ["name", "parent", "sort_order", "enabled", "path", "created_at"]
+    add_columns = ["name", "parent", "sort_order", "enabled"]
+    edit_columns = add_columns
+    search_columns = ["name", "parent", "enabled"]
+    base_order = ("path", "asc")
+
+    def pre_add(self, item):
+        super().pre_add(item)
+        _form_rule(product.place_category, item)
+
+    def pre_update(self, item):
+        super().pre_update(item)
+        _form_rule(product.place_category, item)
+
+
+class CategoryApi(HoutaiModelApi):
+    resource_name = "category"
+    datamodel = SQLAInterface(Category)
+    center = "catalog"
+    list_columns = ["id", "name", "parent_id", "sort_order", "enabled", "path"]
+    show_columns = list_columns + ["created_at", "updated_at"]
+    add_columns = ["name", "parent_id", "sort_order", "enabled"]
+    edit_columns = add_columns
+    search_columns = ["name", "parent_id", "enabled", "path"]
+    order_columns = ["id", "name", "sort_order", "path"]
+    base_order = ("path", "asc")
+
+    def pre_add(self, item):
+        product.place_category(item)
+
+    def pre_update(self, item):
+        product.place_category(item)
+
+
+class BrandView(HoutaiModelView):
+    datamodel = SQLAInterface(Brand)
+    center = "catalog"
+    list_title = _l("Brands")
+    label_columns = {"name": _l("Name"), "logo": _l("Logo"), "enabled": _l("Enabled"),
+                     "categories": _l("Limited to categories")}
+    list_columns = ["name", "enabled", "categories"]
+    show_columns = ["name", "logo", "enabled", "categories", "created_at"]
+    add_columns = ["name", "logo", "enabled", "categories"]
+    edit_columns = add_columns
+    search_columns = ["name", "enabled"]
+
+
+class BrandApi(HoutaiModelApi):
+    resource_name = "brand"
+    datamodel = SQLAInterface(Brand)
+    center = "catalog"
+    list_columns = ["id", "name", "logo_id", "enabled"]
+    show_columns = ["id", "name", "logo_id", "enabled", "categories.id", "categories.name",
+                    "created_at"]
+    add_columns = ["name", "logo_id", "enabled", "categories"]
+    edit_columns = add_columns
+    search_columns = ["name", "enabled"]
+    order_columns = ["id", "name"]
+
+
+ATTRIBUTE_LABELS = {"category": _l("Category"), "name": _l("Name"), "kind": _l("Kind"),
+                    "input_type": _l("Input type"), "options": _l("Options (one per line)"),
+                    "required": _l("Required"), "sort_order": _l("Sort order")}
+
+
+class AttributeView(HoutaiModelView):
+    datamodel = SQLAInterface(Attribute)
+    center = "catalog"
+    list_title = _l("Attributes")
+    label_columns = ATTRIBUTE_LABELS
+    list_columns = ["category", "name", "kind", "input_type", "required", "sort_order"]
+    show_columns = ["category", "name", "kind", "input_type", "options", "required", "sort_order"]
+    add_columns = show_columns
+    edit_columns = show_columns
+    search_columns = ["category", "name", "kind", "input_type"]
+    formatters_columns = {"kind": lambda kind: ATTRIBUTE_KIND_LABELS.get(kind, kind),
+                          "options": lambda options: "、".join(options or [])}
+    add_form_extra_fields = {"options": LinesField(_l("Options (one per line)"))}
+    edit_form_extra_fields = add_form_extra_fields
+
+    def pre_add(self, item):
+        _form_rule(product.check_attribute_definition, item)
+
+    def pre_update(self, item):
+        _form_rule(product.check_attribute_definition, item)
+
+
+class AttributeApi(HoutaiModelApi):
+    resource_name = "attribute"
+    datamodel = SQLAInterface(Attribute)
+    center = "catalog"
+    list_columns = ["id", "category_id", "name", "kind", "input_type", "options", "required",
+                    "sort_order"]
+    show_columns = list_columns
+    add_columns = ["category_id", "name", "kind", "input_type", "options", "required",
+                   "sort_order"]
+    edit_columns = add_columns
+    search_columns = ["category_id", "name", "kind", "input_type"]
+    order_columns = ["id", "sort_order", "name"]
+
+    def pre_add(self, item):
+        product.check_attribute_definition(item)
+
+    def pre_update(self, item):
+        product.check_attribute_definition(item)
+
+
+def _form_rule(rule, item):
+    """Run a service rule from a screen: a refusal becomes the form's error message."""
+    try:
+        rule(item)
+    except HoutaiError as err:
+        db.session.rollback()
+        reasons = "; ".join(f"{field}: {', '.join(map(str, why))}"
+                            for field, why in err.errors.items())
+        raise ValueError(reasons or err.message) from err
+
+
+# -- SPUs ---------------------------------------------------------------------------------------
+
+SPU_LABELS = {"title": _l("Title"), "subtitle": _l("Subtitle"), "description": _l("Description"),
+              "category": _l("Category"), "brand": _l("Brand"), "status": _l("Status"),
+              "attribute_values": _l("Attribute values (JSON)"), "image_ids": _l("Images"),
+              "outer_id": _l("Outer id (ERP)"), "shop": _l("Shop"),
+              "reject_reason": _l("Reject reason"), "history": _l("History"),
+              "created_at": _l("Created at"), "changed_since_review": _l("Changed since review")}
+
+
+class SpuTransitionView(ReadOnlyModelView):
+    datamodel = SQLAInterface(SpuTransition)
+    center = "product"
+    list_title = _l("Listing history")
+    label_columns = {"from_status": _l("From"), "to_status": _l("To"), "actor": _l("Who"),
+                     "reason": _l("Reason"), "created_at": _l("When"), "spu": _l("SPU")}
+    list_columns = ["spu", "from_status", "to_status", "actor", "reason", "created_at"]
+    show_columns = list_columns
+    search_columns = ["spu", "to_status", "actor"]
+    base_order = ("id", "desc")
+
+
+class SkuView(HoutaiModelView):
+    datamodel = SQLAInterface(Sku)
+    center = "product"
+    list_title = _l("SKUs")
+    label_columns = {"spu": _l("SPU"), "code": _l("Code"), "barcode": _l("Barcode"),
+                     "sales_values": _l("Sales attributes"), "price": _l("Price"),
+                     "market_price": _l("Market price"), "cost_price": _l("Cost price"),
+                     "weight_kg": _l("Weight (kg)"), "stock_alert_qty": _l("Stock alert"),
+                     "enabled": _l("Enabled"), "outer_id": _l("Outer id (ERP)"),
+                     "shop": _l("Shop")}
+    list_columns = ["spu", "code", "sales_values", "price", "stock_alert_qty", "enabled"]
+    show_columns = ["spu", "shop", "code", "barcode", "sales_values", "price", "market_price",
+                    "cost_price", "weight_kg", "stock_alert_qty", "enabled", "outer_id"]
+    edit_columns = ["code", "barcode", "market_price", "cost_price", "weight_kg",
+                    "stock_alert_qty", "enabled", "outer_id"]
+    include_route_methods = {"list", "show", "edit", "delete", "action", "action_post",
+                             "bulk_form"}
+    search_columns = ["spu", "shop", "code", "barcode", "outer_id", "enabled"]
+    base_permissions = ["can_list", "can_show", "can_edit", "can_delete"]
+
+    @action("change_price", _l("Change price"), None, "fa-jpy", multiple=True)
+    def change_price(self, items):
+        items = items if isinstance(items, list) else [items]
+        ids = ",".join(str(item.id) for item in items)
+        return redirect(url_for(f"{self.endpoint}.bulk_form", ids=ids))
+
+    @expose("/bulk", methods=["GET", "POST"])
+    @has_access
+    def bulk_form(self):
+        """Edit price and stock alert of many SKUs (a whole grid) at once, with a reason."""
+        ids = [int(i) for i in request.values.get("ids", "").split(",") if i.isdigit()]
+        skus = [self._visible_or_404(pk) for pk in ids]
+        if request.method == "POST":
+            try:
+                _bulk_update(ids, request.form)
+                db.session.commit()
+                flash(str(_l("Saved")), "success")
+                return redirect(url_for(f"{self.endpoint}.list"))
+            except HoutaiError as err:
+                db.session.rollback()
+                flash("; ".join(f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items())
+                      or err.message, "danger")
+        return self.render_template("houtai/sku_bulk.html", skus=skus, ids=ids,
+                                    title=_l("Edit prices"), appbuilder=self.appbuilder)
+
+
+def _form_money(text: str):
+    try:
+        return MoneyField().deserialize(text)
+    except ValidationError as exc:
+        raise ValidationFailed.field("price", " ".join(exc.messages)) from exc
+
+
+def _bulk_update(ids, form):
+    """The bulk screen's fields → the price service (and the stock-alert rule)."""
+    price_text = (form.get("price") or "").strip()
+    alert_text = (form.get("stock_alert_qty") or "").strip()
+    if price_text:
+        product.change_prices(ids, _form_money(price_text), form.get("reason", ""))
+    if alert_text:
+        if not alert_text.isdigit():
+            raise ValidationFailed.field("stock_alert_qty", "A whole number, not negative.")
+        product.set_stock_alert(ids, int(alert_text))
+
+
+class SpuView(HoutaiModelView):
+    datamodel = SQLAInterface(Spu)
+    center = "product"
+    list_title = _l("Products (SPU)")
+    show_title = _l("Product")
+    label_columns = SPU_LABELS
+    list_columns = ["title", "shop", "category", "brand", "status", "outer_id", "created_at"]
+    show_columns = ["title", "subtitle", "shop", "category", "brand", "status", "reject_reason",
+                    "attribute_values", "image_ids", "description", "outer_id", "history",
+                    "created_at"]
+    add_columns = ["shop", "title", "subtitle", "category", "brand", "attribute_values",
+                   "description", "outer_id"]
+    edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "description",
+                    "outer_id"]
+    search_columns = ["title", "shop", "category", "brand", "status", "outer_id"]
+    related_views = [SkuView, SpuTransitionView]
+    formatters_columns = {
+        "status": lambda status: SPU_STATUS_LABELS.get(status, status),
+        "history": lambda steps: "\n".join(
+            f"{s['at'][:19]} {s['from'] or '-'} → {s['to']} ({s['actor']})"
+            + (f": {s['reason']}" if s["reason"] else "") for s in steps),
+    }
+    add_form_extra_fields = {"attribute_values": JSONTextAreaField(
+        _l("Attribute values (JSON)"), default={},
+        description=_l('{"attribute id": value}, e.g. {"3": "cotton"}'))}
+    edit_form_extra_fields = add_form_extra_fields
+
+    def pre_add(self, item):
+        super().pre_add(item)
+        _form_rule(lambda spu: product.prepare_spu(spu, creating=True), item)
+        db.session.add(item)
+        db.session.flush()
+        product.record_creation(item)
+
+    def pre_update(self, item):
+        super().pre_update(item)
+        _form_rule(lambda spu: product.prepare_spu(spu, creating=False), item)
+
+    def _workflow(self, items, step, *args):
+        items = items if isinstance(items, list) else [items]
+        try:
+            for item in items:
+                step(item.id, *args)
+            db.session.commit()
+            flash(str(_l("Done")), "success")
+        except HoutaiError as err:
+            db.session.rollback()
+            flash(err.message, "danger")
+        return redirect(self.get_redirect())
+
+    @action("submit", _l("Submit for review"), None, "fa-paper-plane")
+    def submit(self, items):
+        return self._workflow(items, product.submit_spu)
+
+    @action("approve", _l("Approve"), None, "fa-check")
+    def approve(self, items):
+        return self._workflow(items, product.approve_spu)
+
+    @action("reject", _l("Reject"), None, "fa-ban", multiple=False)
+    def reject(self, item):
+        item = item[0] if isinstance(item, list) else item
+        return redirect(url_for(f"{self.endpoint}.reject_form", pk=item.id))
+
+    @action("off_sale", _l("Take off sale"), None, "fa-arrow-down")
+    def off_sale(self, items):
+        return self._workflow(items, product.take_off_sale)
+
+    @action("on_sale", _l("Put on sale"), None, "fa-arrow-up")
+    def on_sale(self, items):
+        return self._workflow(items, product.put_on_sale)
+
+    @action("generate", _l("Generate SKU grid"), None, "fa-th", multiple=False)
+    def generate(self, item):
+        item = item[0] if isinstance(item, list) else item
+        return redirect(url_for(f"{self.endpoint}.grid_form", pk=item.id))
+
+    @expose("/reject/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def reject_form(self, pk):
+        spu = self._visible_or_404(pk)
+        if not self.appbuilder.sm.has_access("reject", self.class_permission_name):
+            return redirect(url_for(f"{self.endpoint}.show", pk=pk))
+        if request.method == "POST":
+            try:
+                product.reject_spu(spu.id, request.form.get("reason", ""))
+                db.session.commit()
+                flash(str(_l("Rejected")), "success")
+                return redirect(url_for(f"{self.endpoint}.show", pk=pk))
+            except HoutaiError as err:
+                db.session.rollback()
+                flash(err.message if not err.errors else "; ".join(
+                    f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items()), "danger")
+        return self.render_template("houtai/spu_reject.html", spu=spu,
+                                    title=_l("Reject"), appbuilder=self.appbuilder)
+
+    @expose("/grid/<int:pk>", methods=["GET", "POST"])
+    @has_access
+    def grid_form(self, pk):
+        """Choose values of the category's sales attributes; one SKU per combination."""
+        spu = self._visible_or_404(pk)
+        sales = product.attributes_of(spu.category, kinds=("sales",))
+        if request.method == "POST":
+            choices = {str(a.id): request.form.getlist(f"attr-{a.id}") for a in sales}
+            try:
+                price = _form_money(request.form.get("price") or "0")
+                added = product.generate_skus(spu.id, choices, price)
+                db.session.commit()
+                flash(str(_l("%(count)s SKUs added", count=len(added))), "success")
+                return redirect(url_for(f"{self.endpoint}.show", pk=pk))
+            except HoutaiError as err:
+                db.session.rollback()
+                flash("; ".join(f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items())
+                      or err.message, "danger")
+        existing = {}
+        for sku in spu.skus:
+            for attribute_id, value in sku.sales_values.items():
+                existing.setdefault(attribute_id, set()).add(value)
+        return self.render_template("houtai/spu_grid.html", spu=spu, sales=sales,
+                                    existing=existing, title=_l("Generate SKU grid"),
+                                    appbuilder=self.appbuilder)
+
+
+class PriceChangeView(ReadOnlyModelView):
+    datamodel = SQLAInterface(PriceChange)
+    center = "product"
+    list_title = _l("Price history")
+    label_columns = {"sku": _l("SKU"), "old_price": _l("Old price"), "new_price": _l("New price"),
+                     "reason": _l("Reason"), "actor": _l("Who"), "created_at": _l("When")}
+    list_columns = ["sku", "old_price", "new_price", "reason", "actor", "created_at"]
+    show_columns = list_columns
+    search_columns = ["sku", "actor", "created_at"]
+    base_order = ("id", "desc")
+
+
+# -- REST ----------------------------------------------------------------------------------------
+
+class ReasonSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class OptionalReasonSchema(Schema):
+    reason = fields.String(load_default=None, validate=validate.Length(max=255))
+
+
+class GenerateSchema(Schema):
+    choices = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
+    price = MoneyField(load_default=None)
+
+
+class PriceSchema(Schema):
+    price = MoneyField(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class BulkSchema(Schema):
+    ids = fields.List(StrictInteger(), required=True, validate=validate.Length(min=1, max=500))
+    price = MoneyField(load_default=None)
+    stock_alert_qty = StrictInteger(load_default=None, validate=validate.Range(min=0))
+    reason = fields.String(load_default="", validate=validate.Length(max=255))
+
+
+SPU_LIST = ["id", "shop_id", "title", "status", "category_id", "brand_id", "outer_id",
+            "created_at"]
+SPU_SHOW = ["id", "shop_id", "title", "subtitle", "description", "category_id", "brand_id",
+            "status", "attribute_values", "image_ids", "outer_id", "reject_reason",
+            "changed_since_review", "history", "created_at", "updated_at"]
+
+
+class SpuApi(HoutaiModelApi):
+    resource_name = "spu"
+    datamodel = SQLAInterface(Spu)
+    center = "product"
+    list_columns = SPU_LIST
+    show_columns = SPU_SHOW
+    add_columns = ["shop_id", "title", "subtitle", "description", "category_id", "brand_id",
+                   "attribute_values", "image_ids", "outer_id"]
+    edit_columns = ["title", "subtitle", "description", "category_id", "brand_id",
+                    "attribute_values", "image_ids", "outer_id"]
+    search_columns = ["shop_id", "title", "status", "category_id", "brand_id", "outer_id"]
+    order_columns = ["id", "title", "status", "created_at"]
+    base_order = ("id", "desc")
+    include_route_methods = {"get", "get_list", "info", "post", "put", "delete", "submit",
+                             "approve", "reject", "off_sale", "on_sale", "generate_skus"}
+
+    def pre_add(self, item):
+        product.prepare_spu(item, creating=True)
+        db.session.add(item)
+        db.session.flush()
+        product.record_creation(item)
+
+    def pre_update(self, item):
+        product.prepare_spu(item, creating=False)
+
+    def pre_delete(self, item):
+        if item.status != "draft":
+            raise ConflictError("Only drafts can be deleted",
+                                        {"status": [str(item.status.value)]})
+
+    def _step(self, pk, step, schema=None):
+        body = load_or_422(schema(), json_body()) if schema else {}
+        spu = step(pk, **body)
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(spu))
+
+    @api_expose("/<int:pk>/submit", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("submit")
+    @api_errors
+    def submit(self, pk):
+        """Send a draft or rejected SPU to review
+        ---
+        post:
+          responses:
+            200: {description: The SPU, now pending review}
+        """
+        return self._step(pk, product.submit_spu)
+
+    @api_expose("/<int:pk>/approve", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("review")
+    @api_errors
+    def approve(self, pk):
+        """Approve an SPU pending review: it goes on sale
+        ---
+        post:
+          responses:
+            200: {description: The SPU, now on sale}
+        """
+        return self._step(pk, product.approve_spu)
+
+    @api_expose("/<int:pk>/reject", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("review")
+    @api_errors
+    def reject(self, pk):
+        """Reject an SPU pending review, with a reason
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: The SPU, now rejected}
+        """
+        return self._step(pk, product.reject_spu, ReasonSchema)
+
+    @api_expose("/<int:pk>/off-sale", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("submit")
+    @api_errors
+    def off_sale(self, pk):
+        """Take an SPU off sale
+        ---
+        post:
+          responses:
+            200: {description: The SPU, now off sale}
+        """
+        return self._step(pk, product.take_off_sale, OptionalReasonSchema) \
+            if request.get_data() else self._step(pk, product.take_off_sale)
+
+    @api_expose("/<int:pk>/on-sale", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("submit")
+    @api_errors
+    def on_sale(self, pk):
+        """Put an SPU back on sale (to review again if its content changed)
+        ---
+        post:
+          responses:
+            200: {description: The SPU, on sale or pending review}
+        """
+        return self._step(pk, product.put_on_sale)
+
+    @api_expose("/<int:pk>/generate-skus", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("put")
+    @api_errors
+    def generate_skus(self, pk):
+        """Generate one SKU per combination of the chosen sales-attribute values
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    choices: {type: object, additionalProperties: {type: array, items: {type: string}}}
+                    price: {type: string, example: "99.00"}
+                  required: [choices]
+          responses:
+            201: {description: The SKUs added (existing combinations are kept)}
+        """
+        body = load_or_422(GenerateSchema(), json_body())
+        added = product.generate_skus(pk, body["choices"], body["price"])
+        db.session.commit()
+        return self.response(201, result=SkuOutSchema(many=True).dump(added),
+                             ids=[sku.id for sku in added])
+
+
+SKU_COLUMNS = ["id", "shop_id", "spu_id", "code", "barcode", "sales_values", "price",
+               "market_price", "cost_price", "weight_kg", "stock_alert_qty", "enabled",
+               "outer_id"]
+
+
+class SkuOutSchema(Schema):
+    """A SKU as the API answers it (the generated grid)."""
+
+    id = fields.Integer()
+    shop_id = fields.Integer()
+    spu_id = fields.Integer()
+    code = fields.String()
+    barcode = fields.String(allow_none=True)
+    sales_values = fields.Dict()
+    price = MoneyField()
+    market_price = MoneyField(allow_none=True)
+    cost_price = MoneyField(allow_none=True)
+    stock_alert_qty = fields.Integer()
+    enabled = fields.Boolean()
+    outer_id = fields.String(allow_none=True)
+
+
+class SkuApi(HoutaiModelApi):
+    resource_name = "sku"
+    datamodel = SQLAInterface(Sku)
+    center = "product"
+    list_columns = SKU_COLUMNS
+    show_columns = SKU_COLUMNS + ["created_at", "updated_at"]
+    # price is read-only here: it changes only through the price service
+    edit_columns = ["code", "barcode", "market_price", "cost_price", "weight_kg",
+                    "stock_alert_qty", "enabled", "outer_id"]
+    add_columns = edit_columns
+    search_columns = ["shop_id", "spu_id", "code", "barcode", "outer_id", "enabled"]
+    order_columns = ["id", "code", "price"]
+    include_route_methods = {"get", "get_list", "info", "put", "delete", "price", "bulk"}
+
+    def pre_delete(self, item):
+        spu = db.session.get(Spu, item.spu_id)
+        if spu.status not in product.EDITABLE_STATUSES:
+            raise ConflictError("Take the product off sale to remove its SKUs",
+                                        {"status": [str(spu.status.value)]})
+
+    @api_expose("/<int:pk>/price", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("put")
+    @api_errors
+    def price(self, pk):
+        """Change one SKU's price, with a reason (kept in the price history)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    price: {type: string, example: "99.00"}
+                    reason: {type: string}
+                  required: [price, reason]
+          responses:
+            200: {description: The SKU with its new price}
+        """
+        body = load_or_422(PriceSchema(), json_body())
+        self._get_visible_or_404(pk)
+        sku = product.change_price(pk, body["price"], body["reason"])
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(sku))
+
+    @api_expose("/bulk", methods=["POST"])
+    @protect()
+    @safe
+    @permission_name("put")
+    @api_errors
+    def bulk(self):
+        """Set price and/or stock alert of many SKUs at once
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    ids: {type: array, items: {type: integer}}
+                    price: {type: string}
+                    stock_alert_qty: {type: integer}
+                    reason: {type: string}
+                  required: [ids]
+          responses:
+            200: {description: The SKUs after the change}
+        """
+        body = load_or_422(BulkSchema(), json_body())
+        skus = product.skus_for_update(body["ids"])
+        if body["price"] is not None:
+            product.change_prices(body["ids"], body["price"], body["reason"])
+        if body["stock_alert_qty"] is not None:
+            product.set_stock_alert(body["ids"], body["stock_alert_qty"])
+        db.session.commit()
+        return self.response(200, result=self.list_model_schema.dump(skus, many=True))
+
+
+class SpuTransitionApi(ReadOnlyModelApi):
+    resource_name = "spu_transition"
+    datamodel = SQLAInterface(SpuTransition)
+    center = "product"
+    list_columns = ["id", "shop_id", "spu_id", "from_status", "to_status", "actor", "reason",
+                    "created_at"]
+    show_columns = list_columns
+    search_columns = ["spu_id", "to_status", "shop_id"]
+    order_columns = ["id", "created_at"]
+
+
+class PriceChangeApi(ReadOnlyModelApi):
+    resource_name = "price_change"
+    datamodel = SQLAInterface(PriceChange)
+    center = "product"
+    list_columns = ["id", "shop_id", "sku_id", "old_price", "new_price", "reason", "actor",
+                    "created_at"]
+    show_columns = list_columns
+    search_columns = ["sku_id", "shop_id", "actor"]
+    order_columns = ["id", "created_at"]
+    base_order = ("id", "desc")
