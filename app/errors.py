@@ -8,6 +8,7 @@ import json
 import logging
 
 from flask import current_app, jsonify, request
+from sqlalchemy.exc import DataError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from services.errors import HoutaiError
@@ -67,21 +68,60 @@ def _error(status: int, message: str, errors: dict | None = None):
     return response
 
 
-def guard_api_request():
-    """before_request on /api/: refuse what would otherwise fail deep inside a view
-    (an oversized body, an unparsable `q`, an id no database column can hold)."""
-    if not _is_api():
-        return None
+PAGING_PREFIXES = ("page_", "psize_")
+MAX_PAGING_VALUE = 1_000_000
+
+
+def _out_of_range_id(value) -> bool:
+    text = str(value)
+    return text.isascii() and text.lstrip("-").isdigit() and abs(int(text)) > MAX_DB_INTEGER
+
+
+def _refusal(status: int, message: str, errors: dict | None = None):
+    if _is_api():
+        return _error(status, message, errors)
+    return message, status
+
+
+def guard_request():
+    """before_request: refuse what would otherwise fail deep inside a view (an oversized body,
+    NUL characters, an unparsable `q`, paging arguments or ids no database can take)."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length and request.content_length > limit:
-        return _error(413, f"Request body larger than {limit} bytes")
-    for value in (request.view_args or {}).values():
-        text = str(value)
-        if text.lstrip("-").isdigit() and abs(int(text)) > MAX_DB_INTEGER:
-            return _error(404, "Not found")
+        return _refusal(413, f"Request body larger than {limit} bytes")
+    if any(_out_of_range_id(value) for value in (request.view_args or {}).values()):
+        return _refusal(404, "Not found")
+    for key, value in request.args.items(multi=True):
+        if key.startswith("_flt_") and _out_of_range_id(value):
+            return _refusal(400, "Invalid filter value", {key: ["Out of range."]})
+        if "\x00" in value or "\x00" in key:
+            return _refusal(400, "NUL characters are not accepted", {key: ["NUL character."]})
+        if key.startswith(PAGING_PREFIXES) and not (value.isascii() and value.isdigit()
+                                                     and int(value) < MAX_PAGING_VALUE):
+            return _refusal(400, "Invalid paging argument", {key: ["A small whole number."]})
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and \
+            any("\x00" in value for value in request.form.values()):
+        return _refusal(400, "NUL characters are not accepted")
+    bad_order = _bad_order_argument()
+    if bad_order:
+        return _refusal(400, "Invalid order argument", {bad_order: ["Not a sortable column."]})
     query = request.args.get("q")
-    if query is not None and not _parses_as_rison_or_json(query):
+    if _is_api() and query is not None and not _parses_as_rison_or_json(query):
         return _error(400, "Not a valid rison/json argument", {"q": ["Malformed."]})
+    return None
+
+
+def _bad_order_argument() -> str | None:
+    """A screen's `_oc_<View>` must name one of its sortable columns, `_od_` asc or desc."""
+    for key, value in request.args.items():
+        if key.startswith("_od_") and value not in ("asc", "desc"):
+            return key
+        if key.startswith("_oc_"):
+            view_name = key[len("_oc_"):]
+            views = [v for v in current_app.appbuilder.baseviews
+                     if type(v).__name__ == view_name]
+            if not views or value not in (getattr(views[0], "order_columns", None) or []):
+                return key
     return None
 
 
@@ -101,7 +141,7 @@ def _parses_as_rison_or_json(value: str) -> bool:
 
 
 def register(app) -> None:
-    app.before_request(guard_api_request)
+    app.before_request(guard_request)
 
     @app.errorhandler(HoutaiError)
     def domain_error(err):
@@ -124,6 +164,12 @@ def register(app) -> None:
     def unexpected(err):
         if isinstance(err, HTTPException):
             return http_error(err)
+        if isinstance(err, (DataError, StatementError, OverflowError)):
+            # a value the database cannot take (a filter on a screen): the caller's error
+            from app.extensions import db
+
+            db.session.rollback()
+            return _refusal(400, "Invalid value", {"_schema": [type(err).__name__]})
         log.exception("unhandled error on %s %s", request.method, request.path)
         from app.extensions import db
 

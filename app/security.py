@@ -151,8 +151,9 @@ class HoutaiUserDBModelView(UserDBModelView):
     def _check_shop(self, item):
         from services.security import shop_rule_errors
 
-        errors = shop_rule_errors([r.name for r in item.roles], item.shop_id or
-                                  (item.shop.id if item.shop else None))
+        # the relationship, not shop_id: the form sets `shop` and shop_id is stale until flush
+        errors = shop_rule_errors([r.name for r in item.roles],
+                                  item.shop.id if item.shop is not None else None)
         if errors:
             raise ValueError(errors["shop"][0])
 

@@ -47,8 +47,13 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
+        if not isinstance(value, datetime):
+            raise ValueError(f"not a time: {value!r}")
         if value.tzinfo is None:
-            raise ValueError("naive datetime: times are stored in UTC with their zone")
+            # a time typed by a person (a screen's date filter) is in the business zone
+            from services.clock import business_zone
+
+            value = value.replace(tzinfo=business_zone())
         return value.astimezone(timezone.utc)
 
     def process_result_value(self, value, dialect):

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from flask import g, has_request_context
 
 
+MERCHANT_ROLE = "Merchant"
+
+
 @dataclass(frozen=True)
 class Actor:
     name: str
     user_id: int | None = None
     shop_id: int | None = None
     authenticated: bool = False
+    merchant: bool = False
 
     @classmethod
     def job(cls, name: str) -> "Actor":
@@ -23,7 +27,10 @@ class Actor:
 
     @classmethod
     def for_user(cls, user) -> "Actor":
-        return cls(name=user.username, user_id=user.id, shop_id=user.shop_id, authenticated=True)
+        merchant = user.shop_id is not None or any(
+            role.name == MERCHANT_ROLE for role in getattr(user, "roles", []))
+        return cls(name=user.username, user_id=user.id, shop_id=user.shop_id, authenticated=True,
+                   merchant=merchant)
 
 
 ANONYMOUS = Actor(name="anonymous")
@@ -65,13 +72,14 @@ NO_SHOP = object()
 
 
 def shop_scope():
-    """ALL_SHOPS for staff and jobs, the shop id for a merchant, NO_SHOP for anonymous."""
+    """ALL_SHOPS for staff and jobs, the shop id for a merchant, NO_SHOP for anonymous and
+    for a merchant without a shop (fail closed)."""
     actor = current_actor()
     if not actor.authenticated:
         return NO_SHOP
     if actor.shop_id is not None:
         return actor.shop_id
-    return ALL_SHOPS
+    return NO_SHOP if actor.merchant else ALL_SHOPS
 
 
 def scope_query(query, model):

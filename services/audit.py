@@ -91,6 +91,20 @@ def _column_changes(obj, action: str) -> dict:
     return changes
 
 
+def _collection_changes(obj) -> dict:
+    """Many-to-many changes (a user's roles): {name: [removed, added]} as text."""
+    state = inspect(obj)
+    changes = {}
+    for relationship in state.mapper.relationships:
+        if relationship.secondary is None:
+            continue
+        history = state.attrs[relationship.key].history
+        if history.added or history.deleted:
+            changes[relationship.key] = [sorted(str(r) for r in history.deleted),
+                                         sorted(str(r) for r in history.added)]
+    return changes
+
+
 def _record_shop_id(obj, changes):
     column = shop_column_of(type(obj))
     if column is None:
@@ -118,9 +132,11 @@ def _audit_rows(session: Session) -> list[dict]:
         for obj in objects:
             if not _is_audited(obj, actor):
                 continue
-            if action == "update" and not session.is_modified(obj, include_collections=False):
+            if action == "update" and not session.is_modified(obj):
                 continue
             changes = _column_changes(obj, action)
+            if action == "update":
+                changes.update(_collection_changes(obj))
             if action == "update" and not changes:
                 continue
             rows.append({

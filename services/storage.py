@@ -98,7 +98,8 @@ def store_image(data: bytes, original_name: str) -> UploadedFile:
     info = inspect_image(data)
     scope = shop_scope()
     key = f"{secrets.token_hex(16)}.{EXTENSIONS[info.content_type]}"
-    record = UploadedFile(key=key, original_name=(original_name or key)[:255],
+    name = "".join(c for c in (original_name or "") if c.isprintable()).strip() or key
+    record = UploadedFile(key=key, original_name=name[:255],
                           content_type=info.content_type, size=len(data), width=info.width,
                           height=info.height, uploaded_by=current_actor().name,
                           shop_id=None if scope is ALL_SHOPS else scope)

@@ -176,3 +176,19 @@ def test_real_rq_worker_schedules_a_retry_for_a_failing_subscriber(app, shops):
     run_burst_worker(app)
     assert deliveries(event_id) == {"probe.bang": ("done", 1), "probe.flaky": ("retrying", 1)}
     assert ScheduledJobRegistry(queue=rq_queue()).count == 1
+
+
+def test_job_is_enqueued_only_after_the_commit(app, shops):
+    """Nothing reaches the queue while the transaction is open, or after a rollback."""
+    requires_redis(app)
+    from app.queue import rq_queue
+
+    events.publish(event_probe.EVENT, {"shop_id": shops["A"].id})
+    db.session.flush()
+    assert rq_queue().count == 0
+    db.session.rollback()
+    assert rq_queue().count == 0
+    events.publish(event_probe.EVENT, {"shop_id": shops["A"].id})
+    db.session.commit()
+    assert rq_queue().count == 1
+    rq_queue().empty()

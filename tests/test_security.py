@@ -176,3 +176,39 @@ def test_user_screen_refuses_a_merchant_without_a_shop(browser, app, shops):
         "shop": str(shops["A"].id), "password": "Pass-word-123",
         "conf_password": "Pass-word-123"}, token_from="/users/add")
     assert UserAccount.query.filter_by(username="withshop").one().shop_id == shops["A"].id
+
+
+def test_merchant_whose_shop_was_removed_sees_nothing(app, api, users, shops):
+    """Fail closed: a Merchant without a shop is not staff."""
+    merchant = api("merchant_a")
+    users["merchant_a"].shop_id = None
+    db.session.commit()
+    assert merchant.get("/api/v1/shop/").json["count"] == 0
+    assert merchant.get(f"/api/v1/shop/{shops['B'].id}").status_code == 404
+
+
+def test_user_screen_refuses_to_clear_a_merchants_shop(app, browser, users, shops):
+    from models.security import UserAccount
+
+    merchant = users["merchant_a"]
+    role = app.appbuilder.sm.find_role("Merchant")
+    browser("Admin").post_form(f"/users/edit/{merchant.id}", {
+        "first_name": "m", "last_name": "a", "username": "merchant_a", "active": "y",
+        "email": merchant.email, "roles": str(role.id), "shop": ""},
+        token_from=f"/users/edit/{merchant.id}")
+    db.session.expire_all()
+    assert db.session.get(UserAccount, merchant.id).shop_id == shops["A"].id
+
+
+def test_role_changes_are_audited(app, browser, users):
+    from models.audit import AuditLog
+
+    user = users["Finance"]
+    admin_role = app.appbuilder.sm.find_role("Admin")
+    browser("Admin").post_form(f"/users/edit/{user.id}", {
+        "first_name": "f", "last_name": "x", "username": user.username, "active": "y",
+        "email": user.email, "roles": str(admin_role.id)}, token_from=f"/users/edit/{user.id}")
+    entry = AuditLog.query.filter_by(model="UserAccount", record_pk=str(user.id)) \
+        .order_by(AuditLog.id.desc()).first()
+    assert entry.actor == "admin"
+    assert entry.changes["roles"] == [["Finance"], ["Admin"]]

@@ -17,7 +17,8 @@ from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
 from models.base import UTCDateTime, shop_column_of
@@ -170,7 +171,8 @@ class ReadOnlyModelView(HoutaiModelView):
 
 
 def api_errors(func):
-    """Turn domain errors raised by a REST endpoint into our JSON error responses."""
+    """Turn domain errors (and HTTP errors such as 413 raised while reading the body) of a
+    REST endpoint into our JSON error responses; FAB's @safe would make them 500."""
     import functools
 
     @functools.wraps(func)
@@ -180,6 +182,9 @@ def api_errors(func):
         except HoutaiError as err:
             db.session.rollback()
             return self.response(err.status, message=err.message, errors=err.errors)
+        except HTTPException as err:
+            db.session.rollback()
+            return self.response(err.code or 400, message=err.description or err.name, errors={})
 
     return wrapper
 
@@ -282,8 +287,13 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             db.session.commit()
         except IntegrityError as exc:
             db.session.rollback()
+            log.info("integrity error on %s: %s", self.resource_name, exc.orig)
             raise ConflictError("The change conflicts with existing data",
-                                {"_schema": [str(exc.orig).splitlines()[0]]}) from exc
+                                {"_schema": ["Conflicts with existing or related data."]}) from exc
+        except DataError as exc:
+            db.session.rollback()
+            raise ValidationFailed("Validation failed",
+                                   {"_schema": ["A value the database cannot store."]}) from exc
         except SQLAlchemyError as exc:
             db.session.rollback()
             raise ConflictError("The change could not be stored",

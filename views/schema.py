@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 from flask import request
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from marshmallow import ValidationError, fields
-from sqlalchemy import Column, Numeric
+from sqlalchemy import Column, Integer, Numeric
 
 from models.base import Money
 from services.errors import BadRequestError
@@ -69,8 +69,14 @@ class MoneyField(ScaledDecimal):
             raise self.make_error("negative")
 
 
+INT32 = 2**31 - 1
+
+
 class StrictInteger(fields.Integer):
-    """An integer id: no strings, no booleans, no floats."""
+    """A whole number as a JSON number (no strings, booleans or floats) that fits an INTEGER
+    column."""
+
+    default_error_messages = {"range": "Out of range."}
 
     def __init__(self, **kwargs):
         super().__init__(strict=True, **kwargs)
@@ -78,7 +84,10 @@ class StrictInteger(fields.Integer):
     def _validated(self, value):
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        return super()._validated(value)
+        number = super()._validated(value)
+        if number is not None and not -INT32 - 1 <= number <= INT32:
+            raise self.make_error("range")
+        return number
 
 
 class HoutaiSchemaConverter(Model2SchemaConverter):
@@ -112,7 +121,7 @@ def _typed_field(sqla_column, current):
         return None
     if isinstance(sqla_column.type, Money):
         return MoneyField(required=required, allow_none=allow_none)
-    if sqla_column.foreign_keys:
+    if sqla_column.foreign_keys or isinstance(sqla_column.type, Integer):
         return StrictInteger(required=required, allow_none=allow_none)
     if isinstance(sqla_column.type, Numeric) and sqla_column.type.scale is not None:
         return ScaledDecimal(sqla_column.type.scale, required=required, allow_none=allow_none)
@@ -145,8 +154,12 @@ def json_body() -> dict:
         body = json.loads(raw or b"null", parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"Malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequestError("Malformed JSON: nested too deeply") from exc
     if not isinstance(body, dict):
         raise BadRequestError("Request body must be a JSON object")
+    if "\x00" in raw.decode("utf-8", "replace") or b"\\u0000" in raw:
+        raise BadRequestError("NUL characters are not accepted")
     return body
 
 
