@@ -47,8 +47,9 @@ def is_leaf(category: Category) -> bool:
 def place_category(category: Category) -> None:
     """Validate a new or moved category's parent and keep `path` of its subtree right."""
     parent = None
-    if category.parent_id is not None:
-        parent = db.session.get(Category, category.parent_id)
+    parent_id = _reference(category, "parent")
+    if parent_id is not None:
+        parent = db.session.get(Category, parent_id)
         if parent is None:
             raise ValidationFailed.field("parent_id", REFERENCE_NOT_FOUND)
         if category.id is not None and (parent.id == category.id or
@@ -59,6 +60,7 @@ def place_category(category: Category) -> None:
             raise ValidationFailed.field("parent_id",
                                          "That category holds products: only leaves hold products.")
     if category.id is None:
+        db.session.add(category)
         db.session.flush()
     old_path = category.path
     new_path = _path_for(parent, category.id)
@@ -218,14 +220,20 @@ def prepare_spu(spu: Spu, *, creating: bool, changed: set[str] | None = None) ->
             spu.changed_since_review = True
     else:
         spu.status = SpuStatus.draft
-    category = selectable_category(spu.category_id)
-    usable_brand(spu.brand_id, category)
+    category = selectable_category(_reference(spu, "category"))
+    usable_brand(_reference(spu, "brand"), category)
     spu.attribute_values = clean_attribute_values(category, spu.attribute_values or {})
     spu.description = sanitise_description(spu.description)
     spu.image_ids = check_images(spu.image_ids or [])
     if not (spu.title or "").strip():
         raise ValidationFailed.field("title", "Required.")
     return spu
+
+
+def _reference(row, relationship: str):
+    """The id a row refers to, whether a screen set the related object or an API the id."""
+    related = getattr(row, relationship)
+    return related.id if related is not None else getattr(row, f"{relationship}_id")
 
 
 def spu_for_update(spu_id: int) -> Spu:
@@ -304,6 +312,17 @@ def discard_draft(spu: Spu) -> None:
         raise ConflictError("Only drafts can be deleted", {"status": [SpuStatus(spu.status).value]})
     sku_ids = [sku.id for sku in spu.skus]
     for row in db.session.scalars(select(PriceChange).where(PriceChange.sku_id.in_(sku_ids))):
+        db.session.delete(row)
+    db.session.flush()
+
+
+def discard_sku(sku: Sku) -> None:
+    """A SKU of a draft may be removed (with its price history); later, disable it instead."""
+    spu = db.session.get(Spu, sku.spu_id)
+    if SpuStatus(spu.status) != SpuStatus.draft:
+        raise ConflictError("Disable the SKU instead: it has been submitted",
+                            {"status": [SpuStatus(spu.status).value]})
+    for row in db.session.scalars(select(PriceChange).where(PriceChange.sku_id == sku.id)):
         db.session.delete(row)
     db.session.flush()
 

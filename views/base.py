@@ -263,24 +263,33 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             raise ValidationFailed("Validation failed", errors)
 
     def _check_unique(self, item) -> None:
-        """422 naming the field when a unique column's value is taken (a race still gets 409)."""
+        """422 naming the field when a unique value is taken, also for composite keys such as
+        (shop_id, code): the field named is the last one (a race still gets 409)."""
         errors = {}
         model = type(item)
-        for column in model.__table__.columns:
-            if not column.unique or column.primary_key:
+        pk = SQLAInterface(model).get_pk()
+        for columns in _unique_column_sets(model.__table__):
+            values = [getattr(item, column.key, None) for column in columns]
+            if any(value is None for value in values):
                 continue
-            value = getattr(item, column.key, None)
-            if value is None:
-                continue
-            pk = SQLAInterface(model).get_pk()
-            query = select(pk).where(getattr(model, column.key) == value)
+            query = select(pk).where(*[getattr(model, c.key) == v for c, v in zip(columns, values)])
             if getattr(item, pk.key, None) is not None:
                 query = query.where(pk != getattr(item, pk.key))
             with db.session.no_autoflush:
                 if db.session.execute(query.limit(1)).first() is not None:
-                    errors[column.key] = ["Already exists."]
+                    errors[columns[-1].key] = ["Already exists."]
         if errors:
             raise ValidationFailed("Validation failed", errors)
+
+    def _guarded(self, hook, item) -> None:
+        """Run a pre_* hook; a constraint it trips (it may flush) is a 409, not a 500."""
+        try:
+            hook(item)
+        except IntegrityError as exc:
+            db.session.rollback()
+            log.info("integrity error in %s on %s: %s", hook.__name__, self.resource_name, exc.orig)
+            raise ConflictError("The change conflicts with existing data",
+                                {"_schema": ["Conflicts with existing or related data."]}) from exc
 
     def _commit(self) -> None:
         try:
@@ -345,14 +354,23 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
         return self._read(super().info_headless, **kwargs)
 
     # -- the write endpoints -------------------------------------------------------------------
+    def _default_shop(self, body: dict) -> dict:
+        """A merchant who omits the shop writes into its own shop."""
+        column = shop_column_of(self.datamodel.obj)
+        scope = shop_scope()
+        if column and column != "id" and isinstance(scope, int) and body.get(column) is None \
+                and column in (self.add_columns or []):
+            return {**body, column: scope}
+        return body
+
     @api_errors
     def post_headless(self):
-        body = json_body()
+        body = self._default_shop(json_body())
         item = load_or_422(self.add_model_schema, body)
         self._apply_shop(item, body, creating=True)
         self._check_references(item, body)
         self._check_unique(item)
-        self.pre_add(item)
+        self._guarded(self.pre_add, item)
         db.session.add(item)
         self._commit()
         self.post_add(item)
@@ -368,7 +386,7 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             self._apply_shop(item, body, creating=False)
             self._check_references(item, body)
             self._check_unique(item)
-            self.pre_update(item)
+            self._guarded(self.pre_update, item)
         self._commit()
         self.post_update(item)
         return self.response(200, result=self.show_model_schema.dump(item))
@@ -376,11 +394,22 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
     @api_errors
     def delete_headless(self, pk):
         item = self._get_visible_or_404(pk)
-        self.pre_delete(item)
+        self._guarded(self.pre_delete, item)
         db.session.delete(item)
         self._commit()
         self.post_delete(item)
         return self.response(200, message="OK")
+
+
+def _unique_column_sets(table) -> list[list]:
+    """Every set of columns that must be unique together (single-column ones included)."""
+    from sqlalchemy import UniqueConstraint
+
+    sets = [[c] for c in table.columns if c.unique and not c.primary_key]
+    sets += [list(constraint.columns) for constraint in table.constraints
+             if isinstance(constraint, UniqueConstraint)]
+    sets += [list(index.columns) for index in table.indexes if index.unique]
+    return sets
 
 
 class ReadOnlyModelApi(HoutaiModelApi):

@@ -4,7 +4,9 @@ from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.api import permission_name, protect, safe
 from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from sqlalchemy import false
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
@@ -20,6 +22,20 @@ from views.forms import JSONTextAreaField, LinesField
 from views.schema import MoneyField, StrictInteger, json_body, load_or_422
 
 # -- category tree, brands, attributes (platform data: "catalog") -------------------------------
+
+class FilterInCategoryTree(BaseFilter):
+    """Products of a category and of every category below it (`opr: in_tree`)."""
+
+    name = _l("In category (with subcategories)")
+    arg_name = "in_tree"
+
+    def apply(self, query, value):
+        key = getattr(value, "id", value)
+        category = db.session.get(Category, int(key)) if str(key).isdigit() else None
+        if category is None:
+            return query.filter(false())
+        return query.filter(Spu.category_id.in_(product.descendant_ids(category)))
+
 
 CATEGORY_LABELS = {"name": _l("Name"), "parent": _l("Parent"), "parent_id": _l("Parent"),
                    "sort_order": _l("Sort order"), "enabled": _l("Enabled"), "path": _l("Path")}
@@ -189,7 +205,7 @@ class SkuView(HoutaiModelView):
     include_route_methods = {"list", "show", "edit", "delete", "action", "action_post",
                              "bulk_form"}
     search_columns = ["spu", "shop", "code", "barcode", "outer_id", "enabled"]
-    base_permissions = ["can_list", "can_show", "can_edit", "can_delete"]
+    base_permissions = ["can_list", "can_show", "can_edit", "can_delete", "can_bulk_form"]
 
     @action("change_price", _l("Change price"), None, "fa-jpy", multiple=True)
     def change_price(self, items):
@@ -251,6 +267,7 @@ class SpuView(HoutaiModelView):
     edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "description",
                     "outer_id"]
     search_columns = ["title", "shop", "category", "brand", "status", "outer_id"]
+    search_filters = {"category": [FilterInCategoryTree]}
     related_views = [SkuView, SpuTransitionView]
     formatters_columns = {
         "status": lambda status: SPU_STATUS_LABELS.get(status, status),
@@ -415,6 +432,7 @@ class SpuApi(HoutaiModelApi):
     edit_columns = ["title", "subtitle", "description", "category_id", "brand_id",
                     "attribute_values", "image_ids", "outer_id"]
     search_columns = ["shop_id", "title", "status", "category_id", "brand_id", "outer_id"]
+    search_filters = {"category_id": [FilterInCategoryTree]}
     order_columns = ["id", "title", "status", "created_at"]
     base_order = ("id", "desc")
     include_route_methods = {"get", "get_list", "info", "post", "put", "delete", "submit",
@@ -430,9 +448,7 @@ class SpuApi(HoutaiModelApi):
         product.prepare_spu(item, creating=False)
 
     def pre_delete(self, item):
-        if item.status != "draft":
-            raise ConflictError("Only drafts can be deleted",
-                                        {"status": [str(item.status.value)]})
+        product.discard_draft(item)
 
     def _step(self, pk, step, schema=None):
         body = load_or_422(schema(), json_body()) if schema else {}
@@ -580,10 +596,7 @@ class SkuApi(HoutaiModelApi):
     include_route_methods = {"get", "get_list", "info", "put", "delete", "price", "bulk"}
 
     def pre_delete(self, item):
-        spu = db.session.get(Spu, item.spu_id)
-        if spu.status not in product.EDITABLE_STATUSES:
-            raise ConflictError("Take the product off sale to remove its SKUs",
-                                        {"status": [str(spu.status.value)]})
+        product.discard_sku(item)
 
     @api_expose("/<int:pk>/price", methods=["POST"])
     @protect()
