@@ -45,4 +45,13 @@ def load_demo() -> dict:
     password = demo_password()
     for username, role, shop_code in DEMO_USERS:
         upsert_user(username, password, role, shop_code)
+    load_products()
     return {"password": password, "users": [(u, r, s) for u, r, s in DEMO_USERS]}
+
+
+def load_products() -> None:
+    from services import demo_product
+
+    demo_product.load_catalog()
+    for code in ("A", "B"):
+        demo_product.load_shop_products(Shop.query.filter_by(code=code).one())

@@ -262,9 +262,9 @@ def _move(spu: Spu, action: str, target: SpuStatus, reason: str | None = None) -
         raise IllegalTransitionError(f"Cannot {action.replace('_', ' ')} a product that is "
                                      f"{current.value}", {"status": [current.value]})
     spu.status = target
-    db.session.add(SpuTransition(spu_id=spu.id, shop_id=spu.shop_id, from_status=current.value,
-                                 to_status=target.value, actor=current_actor().name,
-                                 reason=reason))
+    spu.transitions.append(SpuTransition(shop_id=spu.shop_id, from_status=current.value,
+                                         to_status=target.value, actor=current_actor().name,
+                                         reason=reason))
     publish("spu.status_changed", {"spu_id": spu.id, "from": current.value, "to": target.value},
             shop_id=spu.shop_id)
     return spu
@@ -329,8 +329,9 @@ def discard_sku(sku: Sku) -> None:
 
 def record_creation(spu: Spu) -> None:
     """The first line of an SPU's history."""
-    db.session.add(SpuTransition(spu_id=spu.id, shop_id=spu.shop_id, from_status=None,
-                                 to_status=SpuStatus.draft.value, actor=current_actor().name))
+    spu.transitions.append(SpuTransition(shop_id=spu.shop_id, from_status=None,
+                                         to_status=SpuStatus.draft.value,
+                                         actor=current_actor().name))
 
 
 # -- the SKU grid -------------------------------------------------------------------------------
@@ -388,10 +389,10 @@ def generate_skus(spu_id: int, choices: dict, price=None) -> list[Sku]:
         if key in existing:
             continue
         existing.add(key)
-        code = _free_code(spu.shop_id, f"{spu.id}-{len(spu.skus) + len(added) + 1:03d}")
-        sku = Sku(spu_id=spu.id, shop_id=spu.shop_id, code=code, sales_values=sales_values,
-                  combination=key, price=price if price is not None else Decimal("0.00"))
-        db.session.add(sku)
+        code = _free_code(spu.shop_id, f"{spu.id}-{len(spu.skus) + 1:03d}")
+        sku = Sku(shop_id=spu.shop_id, code=code, sales_values=sales_values, combination=key,
+                  price=price if price is not None else Decimal("0.00"))
+        spu.skus.append(sku)
         db.session.flush()
         added.append(sku)
         _record_price(sku, None, sku.price, "SKU created")

@@ -89,3 +89,24 @@ def test_fresh_instance_init_demo_and_serve_through_the_real_commands(tmp_path):
         " 'password': 'Fresh-pass-1', 'provider': 'db'}); print(r.status_code)")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert check.stdout.strip().endswith("200"), check.stderr[-2000:]
+
+
+def test_demo_products_cover_every_status_with_sku_grids(app, monkeypatch):
+    from models.product import Brand, Category, Sku, Spu
+    from services import product
+
+    monkeypatch.setitem(app.config, "DEMO_PASSWORD", "Demo-pass-1")
+    assert houtai(app, "demo").exit_code == 0
+    assert houtai(app, "demo").exit_code == 0  # idempotent: nothing doubles
+    assert Brand.query.count() == 10
+    assert max(c.path.count("/") - 1 for c in Category.query) == 3
+    for code in ("A", "B"):
+        shop = Shop.query.filter_by(code=code).one()
+        spus = Spu.query.filter_by(shop_id=shop.id).all()
+        assert len(spus) == 20
+        assert {s.status.value for s in spus} == {"draft", "pending_review", "on_sale",
+                                                  "off_sale", "rejected"}
+        assert all(len(s.skus) == 4 for s in spus)
+    assert Sku.query.count() == 160
+    leaf = next(c for c in Category.query if product.is_leaf(c))
+    assert {a.kind.value for a in product.attributes_of(leaf)} == {"key", "non_key", "sales"}

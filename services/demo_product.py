@@ -1,0 +1,114 @@
+"""Product demo data (part of `houtai demo`): a 3-level category tree, 10 brands, attributes
+of every kind and 20 SPUs per demo shop in every status, all made through the services."""
+import itertools
+from decimal import Decimal
+
+from app.extensions import db
+from models.product import Attribute, AttributeKind, Brand, Category, InputType, Spu
+from models.shop import Shop
+from services import product
+from services.actor import Actor, acting_as
+
+TREE = {
+    "服装": {"上衣": ["T恤", "衬衫"], "下装": ["牛仔裤"]},
+    "数码": {"手机": ["智能手机"], "电脑": ["笔记本"]},
+}
+BRANDS = ["优衣库", "李宁", "安踏", "波司登", "海澜之家", "华为", "小米", "联想", "OPPO", "荣耀"]
+ATTRIBUTES = [
+    # (category, name, kind, input type, options, required)
+    ("服装", "材质", AttributeKind.non_key, InputType.single_select, ["棉", "麻", "涤纶"], False),
+    ("服装", "颜色", AttributeKind.sales, InputType.single_select, ["白", "黑", "蓝"], True),
+    ("服装", "尺码", AttributeKind.sales, InputType.single_select, ["S", "M", "L", "XL"], True),
+    ("服装", "款号", AttributeKind.key, InputType.text, [], True),
+    ("数码", "型号", AttributeKind.key, InputType.text, [], True),
+    ("数码", "屏幕尺寸", AttributeKind.non_key, InputType.number, [], False),
+    ("数码", "颜色", AttributeKind.sales, InputType.single_select, ["银", "黑"], True),
+    ("数码", "存储", AttributeKind.sales, InputType.single_select, ["128G", "256G", "512G"], True),
+]
+# 20 SPUs per shop: how many end in each status
+STATUS_PLAN = ["draft"] * 4 + ["pending_review"] * 4 + ["on_sale"] * 6 + ["off_sale"] * 3 + \
+    ["rejected"] * 3
+SPUS_PER_SHOP = len(STATUS_PLAN)
+
+
+def _category(name: str, parent: Category | None, sort_order: int) -> Category:
+    category = Category(name=name, parent_id=parent.id if parent else None, sort_order=sort_order)
+    db.session.add(category)
+    product.place_category(category)
+    return category
+
+
+def load_catalog() -> None:
+    """The tree, brands and attributes, once."""
+    if Category.query.filter_by(name="服装", parent_id=None).first() is not None:
+        return
+    roots = {}
+    for order, (root_name, children) in enumerate(TREE.items()):
+        root = roots[root_name] = _category(root_name, None, order)
+        for child_order, (child_name, leaves) in enumerate(children.items()):
+            child = _category(child_name, root, child_order)
+            for leaf_order, leaf in enumerate(leaves):
+                _category(leaf, child, leaf_order)
+    for name in BRANDS:
+        db.session.add(Brand(name=name, enabled=True))
+    for sort, (root, name, kind, input_type, options, required) in enumerate(ATTRIBUTES):
+        db.session.add(Attribute(category_id=roots[root].id, name=name, kind=kind,
+                                 input_type=input_type, options=options, required=required,
+                                 sort_order=sort))
+    db.session.commit()
+
+
+def _leaves() -> list[Category]:
+    return [c for c in Category.query.order_by(Category.path) if product.is_leaf(c)]
+
+
+def _spu_values(leaf: Category, n: int) -> tuple[dict, dict]:
+    """Attribute values and a small grid choice for the n-th demo SPU of a leaf."""
+    values, choices = {}, {}
+    for attribute in product.attributes_of(leaf):
+        if attribute.kind == AttributeKind.key:
+            values[str(attribute.id)] = f"{attribute.name}-{n:03d}"
+        elif attribute.input_type == InputType.number:
+            values[str(attribute.id)] = "6.1"
+        elif attribute.kind == AttributeKind.non_key:
+            values[str(attribute.id)] = attribute.options[n % len(attribute.options)]
+        else:
+            choices[str(attribute.id)] = attribute.options[:2]
+    return values, choices
+
+
+def load_shop_products(shop: Shop) -> int:
+    """20 SPUs in every status for one shop (only what is missing); returns how many it made."""
+    existing = Spu.query.filter_by(shop_id=shop.id).count()
+    leaves, brands = _leaves(), Brand.query.order_by(Brand.id).all()
+    merchant = Actor(name=f"merchant_{shop.code.lower()}", shop_id=shop.id, authenticated=True,
+                     merchant=True)
+    staff = Actor(name="ops", authenticated=True)
+    made = 0
+    for n, status in itertools.islice(enumerate(STATUS_PLAN), existing, None):
+        leaf = leaves[n % len(leaves)]
+        brand = brands[(n + shop.id) % len(brands)]
+        values, choices = _spu_values(leaf, n)
+        with acting_as(merchant):
+            spu = Spu(shop_id=shop.id, title=f"{shop.name} · {leaf.name} {n + 1:02d}",
+                      category_id=leaf.id, brand_id=brand.id, attribute_values=values,
+                      outer_id=f"{shop.code}-SPU-{n + 1:03d}")
+            product.prepare_spu(spu, creating=True)
+            db.session.add(spu)
+            db.session.flush()
+            product.record_creation(spu)
+            product.generate_skus(spu.id, choices, Decimal(59 + 10 * (n % 5)) + Decimal("0.90"))
+            if status != "draft":
+                product.submit_spu(spu.id)
+        if status in ("on_sale", "off_sale"):
+            with acting_as(staff):
+                product.approve_spu(spu.id)
+        if status == "rejected":
+            with acting_as(staff):
+                product.reject_spu(spu.id, "主图不清晰，请重新上传")
+        if status == "off_sale":
+            with acting_as(merchant):
+                product.take_off_sale(spu.id, "换季")
+        db.session.commit()
+        made += 1
+    return made
