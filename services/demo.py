@@ -15,6 +15,7 @@ DEMO_SHOPS = [
 DEMO_USERS = [
     ("admin", "Admin", None),
     ("ops", "Operations", None),
+    ("product_ops", "ProductOps", None),
     ("merchant_a", "Merchant", "A"),
     ("merchant_b", "Merchant", "B"),
     ("storefront", "Storefront", None),
