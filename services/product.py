@@ -184,6 +184,19 @@ def clean_attribute_values(category: Category, values) -> dict:
     return cleaned
 
 
+def describe_values(values: dict | None) -> str:
+    """Attribute values as people read them: "Material: cotton; Model: T-100"."""
+    if not values:
+        return ""
+    names = dict(db.session.execute(select(Attribute.id, Attribute.name).where(
+        Attribute.id.in_([int(k) for k in values if str(k).isdigit()]))).all())
+    shown = []
+    for key, value in values.items():
+        text = "、".join(value) if isinstance(value, list) else str(value)
+        shown.append(f"{names.get(int(key), key) if str(key).isdigit() else key}: {text}")
+    return "; ".join(shown)
+
+
 def sanitise_description(html: str | None) -> str | None:
     """Rich text with only safe tags and attributes (no script, no event handlers)."""
     if html is None:

@@ -1,4 +1,6 @@
 """商品中心 screens and REST resources: thin, every rule is in services/product.py."""
+from datetime import datetime
+
 from flask import flash, redirect, request, url_for
 from flask_appbuilder.actions import action
 from flask_appbuilder.api import expose as api_expose
@@ -15,6 +17,7 @@ from app.extensions import db
 from models.product import (ATTRIBUTE_KIND_LABELS, SPU_STATUS_LABELS, Attribute, Brand, Category,
                             PriceChange, Sku, Spu, SpuTransition)
 from services import product
+from services.clock import business_time_text
 from services.errors import ConflictError, HoutaiError, ValidationFailed
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_errors)
@@ -198,6 +201,8 @@ class SkuView(HoutaiModelView):
                      "enabled": _l("Enabled"), "outer_id": _l("Outer id (ERP)"),
                      "shop": _l("Shop")}
     list_columns = ["spu", "code", "sales_values", "price", "stock_alert_qty", "enabled"]
+    formatters_columns = {"sales_values": product.describe_values}
+    base_order = ("id", "desc")
     show_columns = ["spu", "shop", "code", "barcode", "sales_values", "price", "market_price",
                     "cost_price", "weight_kg", "stock_alert_qty", "enabled", "outer_id"]
     edit_columns = ["code", "barcode", "market_price", "cost_price", "weight_kg",
@@ -271,10 +276,13 @@ class SpuView(HoutaiModelView):
     related_views = [SkuView, SpuTransitionView]
     formatters_columns = {
         "status": lambda status: SPU_STATUS_LABELS.get(status, status),
+        "attribute_values": product.describe_values,
         "history": lambda steps: "\n".join(
-            f"{s['at'][:19]} {s['from'] or '-'} → {s['to']} ({s['actor']})"
-            + (f": {s['reason']}" if s["reason"] else "") for s in steps),
+            f"{business_time_text(datetime.fromisoformat(s['at']))} {s['from'] or '-'} → "
+            f"{s['to']} ({s['actor']})" + (f": {s['reason']}" if s["reason"] else "")
+            for s in steps),
     }
+    base_order = ("id", "desc")
     add_form_extra_fields = {"attribute_values": JSONTextAreaField(
         _l("Attribute values (JSON)"), default={},
         description=_l('{"attribute id": value}, e.g. {"3": "cotton"}'))}
