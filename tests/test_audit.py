@@ -4,7 +4,6 @@ from flask_appbuilder import ModelRestApi
 
 from app.extensions import db
 from models.audit import AuditLog
-from models.shop import Shop
 from services import audit
 from services.actor import Actor, acting_as
 from tests.factories import api_body

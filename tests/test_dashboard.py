@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from sqlalchemy import text
 
 from app.extensions import db
-from models.shop import Shop
 from services import clock, dashboard
 from services.actor import Actor, acting_as
 

@@ -72,8 +72,6 @@ def test_every_shop_owned_view_is_isolated(app, shops):
 
 
 def test_real_merchant_role_is_isolated_too(app, shops, users):
-    from tests.conftest import BrowserClient
-
     class Merchant(ProbeClient):
         pass
 

@@ -8,7 +8,7 @@ see every shop; anonymous requests see nothing.
 """
 import logging
 
-from flask import abort, current_app, flash, redirect, request
+from flask import abort, flash, redirect, request
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.baseviews import expose
@@ -425,10 +425,17 @@ def _model_of_table(table):
     return None
 
 
-def api_endpoint(func):
-    """Decorator for custom REST endpoints: domain errors → JSON, anything else → logged 500."""
-    return api_errors(func)
+def api_action(url: str, permission: str, methods=("POST",)):
+    """A custom REST endpoint of a resource: routed, logged-in, permission-checked (as
+    `can_<permission>`), and with domain errors answered in the one JSON error shape."""
+    from flask_appbuilder.api import permission_name, protect, safe
+
+    def decorate(func):
+        return api_expose(url, methods=methods)(
+            protect()(safe(permission_name(permission)(api_errors(func)))))
+
+    return decorate
 
 
 __all__ = ["HoutaiModelView", "HoutaiModelApi", "ReadOnlyModelApi", "ShopScopeFilter",
-           "api_endpoint", "api_expose", "scope_query", "visible", "current_app"]
+           "api_action", "scope_query", "visible"]

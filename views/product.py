@@ -3,24 +3,22 @@ from datetime import datetime
 
 from flask import flash, redirect, request, url_for
 from flask_appbuilder.actions import action
-from flask_appbuilder.api import expose as api_expose
-from flask_appbuilder.api import permission_name, protect, safe
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from sqlalchemy import false
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import false
 
 from app.extensions import db
 from models.product import (ATTRIBUTE_KIND_LABELS, SPU_STATUS_LABELS, Attribute, Brand, Category,
                             PriceChange, Sku, Spu, SpuTransition)
 from services import product
 from services.clock import business_time_text
-from services.errors import ConflictError, HoutaiError, ValidationFailed
+from services.errors import HoutaiError, ValidationFailed
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
-                        api_errors)
+                        api_action)
 from views.forms import JSONTextAreaField, LinesField
 from views.schema import MoneyField, StrictInteger, json_body, load_or_422
 
@@ -464,11 +462,7 @@ class SpuApi(HoutaiModelApi):
         db.session.commit()
         return self.response(200, result=self.show_model_schema.dump(spu))
 
-    @api_expose("/<int:pk>/submit", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("submit")
-    @api_errors
+    @api_action("/<int:pk>/submit", "submit")
     def submit(self, pk):
         """Send a draft or rejected SPU to review
         ---
@@ -478,11 +472,7 @@ class SpuApi(HoutaiModelApi):
         """
         return self._step(pk, product.submit_spu)
 
-    @api_expose("/<int:pk>/approve", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("review")
-    @api_errors
+    @api_action("/<int:pk>/approve", "review")
     def approve(self, pk):
         """Approve an SPU pending review: it goes on sale
         ---
@@ -492,11 +482,7 @@ class SpuApi(HoutaiModelApi):
         """
         return self._step(pk, product.approve_spu)
 
-    @api_expose("/<int:pk>/reject", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("review")
-    @api_errors
+    @api_action("/<int:pk>/reject", "review")
     def reject(self, pk):
         """Reject an SPU pending review, with a reason
         ---
@@ -510,11 +496,7 @@ class SpuApi(HoutaiModelApi):
         """
         return self._step(pk, product.reject_spu, ReasonSchema)
 
-    @api_expose("/<int:pk>/off-sale", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("submit")
-    @api_errors
+    @api_action("/<int:pk>/off-sale", "submit")
     def off_sale(self, pk):
         """Take an SPU off sale
         ---
@@ -525,11 +507,7 @@ class SpuApi(HoutaiModelApi):
         return self._step(pk, product.take_off_sale, OptionalReasonSchema) \
             if request.get_data() else self._step(pk, product.take_off_sale)
 
-    @api_expose("/<int:pk>/on-sale", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("submit")
-    @api_errors
+    @api_action("/<int:pk>/on-sale", "submit")
     def on_sale(self, pk):
         """Put an SPU back on sale (to review again if its content changed)
         ---
@@ -539,11 +517,7 @@ class SpuApi(HoutaiModelApi):
         """
         return self._step(pk, product.put_on_sale)
 
-    @api_expose("/<int:pk>/generate-skus", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("put")
-    @api_errors
+    @api_action("/<int:pk>/generate-skus", "put")
     def generate_skus(self, pk):
         """Generate one SKU per combination of the chosen sales-attribute values
         ---
@@ -606,11 +580,7 @@ class SkuApi(HoutaiModelApi):
     def pre_delete(self, item):
         product.discard_sku(item)
 
-    @api_expose("/<int:pk>/price", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("put")
-    @api_errors
+    @api_action("/<int:pk>/price", "put")
     def price(self, pk):
         """Change one SKU's price, with a reason (kept in the price history)
         ---
@@ -633,11 +603,7 @@ class SkuApi(HoutaiModelApi):
         db.session.commit()
         return self.response(200, result=self.show_model_schema.dump(sku))
 
-    @api_expose("/bulk", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("put")
-    @api_errors
+    @api_action("/bulk", "put")
     def bulk(self):
         """Set price and/or stock alert of many SKUs at once
         ---

@@ -1,6 +1,5 @@
 """Uploads: `POST /api/v1/uploaded_file/image` stores a checked image; records are read-only."""
 from flask import request, send_file
-from flask_appbuilder.api import expose, permission_name, protect, safe
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
@@ -8,7 +7,7 @@ from app.extensions import db
 from models.storage import UploadedFile
 from services import storage
 from services.errors import ValidationFailed
-from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_errors
+from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 
 FILE_COLUMNS = ["id", "key", "original_name", "content_type", "size", "width", "height",
                 "shop_id", "uploaded_by", "created_at"]
@@ -39,11 +38,7 @@ class UploadedFileApi(ReadOnlyModelApi):
     order_columns = ["id", "created_at", "size"]
     base_order = ("id", "desc")
 
-    @expose("/image", methods=["POST"])
-    @protect()
-    @safe
-    @permission_name("post")
-    @api_errors
+    @api_action("/image", "post")
     def upload_image(self):
         """Upload one image (multipart field `file`), checked by its content
         ---
@@ -66,11 +61,7 @@ class UploadedFileApi(ReadOnlyModelApi):
         db.session.commit()
         return self.response(201, id=record.id, result=self.show_model_schema.dump(record))
 
-    @expose("/<int:pk>/content", methods=["GET"])
-    @protect()
-    @safe
-    @permission_name("get")
-    @api_errors
+    @api_action("/<int:pk>/content", "get", methods=("GET",))
     def content(self, pk):
         """The stored bytes of one file (only a file the caller may see)
         ---
