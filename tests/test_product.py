@@ -360,3 +360,11 @@ def test_bulk_price_screen_records_history(browser, parts, shops):
         token_from=f"/skuview/bulk?ids={ids}")
     assert answer.status_code == 302
     assert PriceChange.query.filter_by(reason="screen bulk").count() == 4
+
+
+def test_product_form_offers_only_enabled_leaf_categories_and_brands(api, browser, parts):
+    api("ProductOps").put(f"/api/v1/brand/{parts['brand'].id}", json={"enabled": False})
+    page = browser("merchant_a").get("/spuview/add").get_data(as_text=True)
+    assert f'<option value="{parts["leaf"].id}">T-shirts' in page
+    assert "Tops</option>" not in page and ">Clothing" not in page
+    assert ">Acme" not in page

@@ -37,3 +37,20 @@ class LinesField(TextAreaField):
     def process_formdata(self, valuelist):
         text = valuelist[0] if valuelist else ""
         self.data = [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class IdListField(TextAreaField):
+    """A list of record ids typed as "3, 7, 12"."""
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return ", ".join(str(i) for i in self.data or [])
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0] if valuelist else ""
+        parts = [p.strip() for p in text.replace("，", ",").split(",") if p.strip()]
+        if not all(p.isascii() and p.isdigit() for p in parts):
+            self.data = []
+            raise ValidationError("Ids separated by commas, e.g. 3, 7")
+        self.data = [int(p) for p in parts]

@@ -9,7 +9,8 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
-from sqlalchemy import false
+from sqlalchemy import exists, false
+from sqlalchemy.orm import aliased
 
 from app.extensions import db
 from models.product import (ATTRIBUTE_KIND_LABELS, SPU_STATUS_LABELS, Attribute, Brand, Category,
@@ -19,10 +20,30 @@ from services.clock import business_time_text
 from services.errors import HoutaiError, ValidationFailed
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_action)
-from views.forms import JSONTextAreaField, LinesField
+from views.forms import IdListField, JSONTextAreaField, LinesField
 from views.schema import MoneyField, StrictInteger, json_body, load_or_422
 
 # -- category tree, brands, attributes (platform data: "catalog") -------------------------------
+
+class FilterSelectableCategory(BaseFilter):
+    """Only enabled leaf categories: what a product may be placed in (form dropdowns)."""
+
+    name = _l("Selectable")
+    arg_name = "selectable"
+
+    def apply(self, query, value):
+        child = aliased(Category)
+        return query.filter(Category.enabled.is_(True),
+                            ~exists().where(child.parent_id == Category.id))
+
+
+class FilterEnabled(BaseFilter):
+    name = _l("Enabled")
+    arg_name = "enabled_only"
+
+    def apply(self, query, value):
+        return query.filter(self.datamodel.obj.enabled.is_(True))
+
 
 class FilterInCategoryTree(BaseFilter):
     """Products of a category and of every category below it (`opr: in_tree`)."""
@@ -266,9 +287,9 @@ class SpuView(HoutaiModelView):
                     "attribute_values", "image_ids", "description", "outer_id", "history",
                     "created_at"]
     add_columns = ["shop", "title", "subtitle", "category", "brand", "attribute_values",
-                   "description", "outer_id"]
-    edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "description",
-                    "outer_id"]
+                   "image_ids", "description", "outer_id"]
+    edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "image_ids",
+                    "description", "outer_id"]
     search_columns = ["title", "shop", "category", "brand", "status", "outer_id"]
     search_filters = {"category": [FilterInCategoryTree]}
     related_views = [SkuView, SpuTransitionView]
@@ -281,10 +302,17 @@ class SpuView(HoutaiModelView):
             for s in steps),
     }
     base_order = ("id", "desc")
-    add_form_extra_fields = {"attribute_values": JSONTextAreaField(
-        _l("Attribute values (JSON)"), default={},
-        description=_l('{"attribute id": value}, e.g. {"3": "cotton"}'))}
+    add_form_extra_fields = {
+        "attribute_values": JSONTextAreaField(
+            _l("Attribute values (JSON)"), default={},
+            description=_l('{"attribute id": value}, e.g. {"3": "cotton"}')),
+        "image_ids": IdListField(_l("Images"), description=_l(
+            "Ids of uploaded images (System → Uploaded files), separated by commas")),
+    }
     edit_form_extra_fields = add_form_extra_fields
+    add_form_query_rel_fields = {"category": [["id", FilterSelectableCategory, None]],
+                                 "brand": [["id", FilterEnabled, None]]}
+    edit_form_query_rel_fields = add_form_query_rel_fields
 
     def pre_add(self, item):
         super().pre_add(item)
