@@ -212,3 +212,13 @@ def test_role_changes_are_audited(app, browser, users):
         .order_by(AuditLog.id.desc()).first()
     assert entry.actor == "admin"
     assert entry.changes["roles"] == [["Finance"], ["Admin"]]
+
+
+def test_screens_offer_no_file_download_past_the_row_filters(app):
+    """FAB's /download/<name> serves any file of UPLOAD_FOLDER: none of our screens has it."""
+    from views.base import HoutaiModelView
+
+    ours = {type(v).__name__ for v in app.appbuilder.baseviews if isinstance(v, HoutaiModelView)}
+    routes = {rule.endpoint.split(".")[0] for rule in app.url_map.iter_rules()
+              if rule.endpoint.endswith(".download")}
+    assert ours and not ours & routes

@@ -103,6 +103,9 @@ class HoutaiModelView(ModelView):
     """A console screen: isolation, POST-only actions loaded through the base filters."""
 
     center: str | None = None
+    # FAB's file download reads UPLOAD_FOLDER by name, past every row filter: uploads are
+    # served by /api/v1/uploaded_file/<id>/content instead.
+    exclude_route_methods = {"download"}
 
     def __init__(self, **kwargs):
         # FAB appends action permissions to this list: give each view its own copy.
