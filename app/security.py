@@ -40,8 +40,9 @@ ROLES: dict[str, dict[str, str]] = {
                    "storage": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
                  "catalog": READ},
-    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "product": READ,
-                   "catalog": READ},
+    # Products reach storefronts through their own read endpoints (on-sale only, no cost
+    # prices), not through the back office's product resources.
+    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

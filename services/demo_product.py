@@ -83,7 +83,7 @@ def load_shop_products(shop: Shop) -> int:
     leaves, brands = _leaves(), Brand.query.order_by(Brand.id).all()
     merchant = Actor(name=f"merchant_{shop.code.lower()}", shop_id=shop.id, authenticated=True,
                      merchant=True)
-    staff = Actor(name="ops", authenticated=True)
+    staff = Actor(name="product_ops", authenticated=True)
     made = 0
     for n, status in itertools.islice(enumerate(STATUS_PLAN), existing, None):
         leaf = leaves[n % len(leaves)]

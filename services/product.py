@@ -74,6 +74,18 @@ def place_category(category: Category) -> None:
                 .execution_options(synchronize_session=False))
 
 
+def check_category_deletable(category: Category) -> None:
+    """A category goes only when nothing hangs on it: subcategories, products, attributes."""
+    children = db.session.scalar(select(func.count(Category.id))
+                                 .where(Category.parent_id == category.id))
+    attributes = db.session.scalar(select(func.count(Attribute.id))
+                                   .where(Attribute.category_id == category.id))
+    if children or attributes or _holds_products(category):
+        raise ConflictError("The category is in use", {"id": [
+            f"{children} subcategories, {attributes} attributes"
+            + (", products" if _holds_products(category) else "")]})
+
+
 def _holds_products(category: Category) -> bool:
     return bool(db.session.scalar(select(func.count(Spu.id)).where(Spu.category_id == category.id)))
 
@@ -166,8 +178,10 @@ def clean_attribute_values(category: Category, values) -> dict:
     by_id = {str(a.id): a for a in attributes}
     errors, cleaned = {}, {}
     for key in values:
-        if str(key) not in by_id:
+        if str(key) not in by_id and _attribute_exists(key):
             errors[f"attribute_values.{key}"] = ["Not an attribute of this category."]
+        elif str(key) not in by_id:
+            errors.update(_unknown_attribute(key))
     for attribute_id, attribute in by_id.items():
         value = values.get(attribute_id, values.get(int(attribute_id)))
         if value in (None, "", []):
@@ -195,6 +209,20 @@ def describe_values(values: dict | None) -> str:
         text = "、".join(value) if isinstance(value, list) else str(value)
         shown.append(f"{names.get(int(key), key) if str(key).isdigit() else key}: {text}")
     return "; ".join(shown)
+
+
+def _attribute_exists(key) -> bool:
+    return str(key).isdigit() and db.session.get(Attribute, int(key)) is not None
+
+
+def _unknown_attribute(key) -> dict:
+    """A value for an attribute id that never existed is refused; one for an attribute that
+    was deleted since is dropped (stored values outlive their definitions)."""
+    from models.audit import AuditLog
+
+    deleted = str(key).isdigit() and AuditLog.query.filter_by(
+        model="Attribute", record_pk=str(key), action="delete").first() is not None
+    return {} if deleted else {f"attribute_values.{key}": ["Not an attribute of this category."]}
 
 
 def sanitise_description(html: str | None) -> str | None:
@@ -235,7 +263,9 @@ def prepare_spu(spu: Spu, *, creating: bool, changed: set[str] | None = None) ->
         spu.status = SpuStatus.draft
     category = selectable_category(_reference(spu, "category"))
     usable_brand(_reference(spu, "brand"), category)
-    spu.attribute_values = clean_attribute_values(category, spu.attribute_values or {})
+    values = {} if spu.attribute_values is None else spu.attribute_values
+    spu.attribute_values = clean_attribute_values(category, values)
+    spu.outer_id = (spu.outer_id or "").strip() or None
     spu.description = sanitise_description(spu.description)
     spu.image_ids = check_images(spu.image_ids or [])
     if not (spu.title or "").strip():
@@ -268,11 +298,15 @@ WORKFLOW = {
 }
 
 
+ACTION_WORDS = {"submit": "submit", "approve": "approve", "reject": "reject",
+                "off_sale": "take off sale", "on_sale": "put on sale"}
+
+
 def _move(spu: Spu, action: str, target: SpuStatus, reason: str | None = None) -> Spu:
     sources, _ = WORKFLOW[action]
     current = SpuStatus(spu.status)
     if current not in sources:
-        raise IllegalTransitionError(f"Cannot {action.replace('_', ' ')} a product that is "
+        raise IllegalTransitionError(f"Cannot {ACTION_WORDS[action]} a product that is "
                                      f"{current.value}", {"status": [current.value]})
     spu.status = target
     spu.transitions.append(SpuTransition(shop_id=spu.shop_id, from_status=current.value,
@@ -284,8 +318,11 @@ def _move(spu: Spu, action: str, target: SpuStatus, reason: str | None = None) -
 
 
 def submit_spu(spu_id: int) -> Spu:
-    """Send a draft or rejected SPU to review; it needs at least one enabled SKU."""
+    """Send a draft or rejected SPU to review; it needs at least one enabled SKU and values
+    valid for the category as it is now."""
     spu = spu_for_update(spu_id)
+    spu.attribute_values = clean_attribute_values(db.session.get(Category, spu.category_id),
+                                                  spu.attribute_values or {})
     if not any(sku.enabled for sku in spu.skus):
         if SpuStatus(spu.status) in WORKFLOW["submit"][0]:
             raise ValidationFailed.field("skus", "Generate the SKU grid before submitting.")
@@ -389,6 +426,8 @@ def _free_code(shop_id: int, wanted: str) -> str:
 def generate_skus(spu_id: int, choices: dict, price=None) -> list[Sku]:
     """One SKU per combination of the chosen sales values; existing combinations are kept,
     so running it again adds only what is missing. Returns the SKUs it added."""
+    if price is not None and (not isinstance(price, Decimal) or price < 0):
+        raise ValidationFailed.field("price", "Must not be negative.")
     spu = spu_for_update(spu_id)
     if SpuStatus(spu.status) not in EDITABLE_STATUSES:
         raise ConflictError("Take the product off sale (or wait for the review) to change its SKUs",

@@ -368,3 +368,49 @@ def test_product_form_offers_only_enabled_leaf_categories_and_brands(api, browse
     assert f'<option value="{parts["leaf"].id}">T-shirts' in page
     assert "Tops</option>" not in page and ">Clothing" not in page
     assert ">Acme" not in page
+
+
+def test_category_in_use_cannot_be_deleted(api, parts, shops):
+    make_spu(shops["A"])
+    ops = api("ProductOps")
+    for category in ("root", "middle", "leaf"):
+        answer = ops.delete(f"/api/v1/category/{parts[category].id}")
+        assert answer.status_code == 409, category
+    db.session.expire_all()
+    assert db.session.get(Category, parts["leaf"].id).path.count("/") == 4
+
+
+def test_negative_stock_alert_or_weight_is_refused(api, parts, shops):
+    sku = make_spu(shops["A"], with_skus=True).skus[0]
+    for body in ({"stock_alert_qty": -3}, {"weight_kg": "-0.5"}):
+        answer = api("merchant_a").put(f"/api/v1/sku/{sku.id}", json=body)
+        assert answer.status_code == 422 and set(body) <= set(answer.json["errors"])
+
+
+def test_unknown_filter_operation_is_400_not_every_row(api, parts, shops):
+    make_spu(shops["A"])
+    for q in ("(filters:!((col:title,opr:zz,value:x)))",
+              "(filters:!((col:title,opr:in_tree,value:1)))"):
+        answer = api("merchant_a").get(f"/api/v1/spu/?q={q}")
+        assert answer.status_code == 400 and "q" in answer.json["errors"]
+
+
+def test_submit_checks_values_against_the_category_as_it_is_now(api, parts, shops):
+    spu = make_spu(shops["A"], with_skus=True)
+    api("ProductOps").post("/api/v1/attribute/", json={
+        "category_id": parts["leaf"].id, "name": "Care", "kind": "non_key",
+        "input_type": "text", "required": True})
+    answer = api("merchant_a").post(f"/api/v1/spu/{spu.id}/submit")
+    assert answer.status_code == 422
+    assert answer.json["errors"] == {"attribute_values.Care": ["Required."]}
+
+
+def test_values_of_a_deleted_attribute_do_not_block_edits(api, parts, shops):
+    spu = make_spu(shops["A"], attribute_values={
+        str(parts["attributes"]["Model"].id): "T-1",
+        str(parts["attributes"]["Material"].id): "cotton"})
+    assert api("ProductOps").delete(
+        f"/api/v1/attribute/{parts['attributes']['Material'].id}").status_code == 200
+    answer = api("merchant_a").put(f"/api/v1/spu/{spu.id}", json={"title": "still editable"})
+    assert answer.status_code == 200, answer.json
+    assert str(parts["attributes"]["Material"].id) not in answer.json["result"]["attribute_values"]

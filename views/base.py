@@ -24,8 +24,8 @@ from app.extensions import db
 from models.base import UTCDateTime, shop_column_of
 from services.actor import ALL_SHOPS, scope_query, shop_scope
 from services.clock import business_time_text
-from services.errors import (REFERENCE_NOT_FOUND, ConflictError, HoutaiError, NotFoundError,
-                             ValidationFailed)
+from services.errors import (REFERENCE_NOT_FOUND, BadRequestError, ConflictError, HoutaiError,
+                             NotFoundError, ValidationFailed)
 from views.openapi import OpenApiErrorsMixin
 from views.schema import HoutaiSchemaConverter, json_body, load_or_422
 
@@ -346,6 +346,22 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             log.info("refused query arguments on %s: %s", self.resource_name, exc)
             return self.response(400, message="Invalid query arguments",
                                  errors={"q": [type(exc).__name__]})
+
+    def _handle_filters_args(self, rison_args):
+        """Every filter must name a searchable column and an operation it offers (stock FAB
+        silently ignores an unknown operation and answers every row)."""
+        filters = rison_args.get("filters", [])
+        if not isinstance(filters, list):
+            raise BadRequestError("Invalid filters", {"q": ["filters must be a list."]})
+        offered = self._filters.get_search_filters()
+        for item in filters:
+            if not isinstance(item, dict) or not {"col", "opr", "value"} <= set(item):
+                raise BadRequestError("Invalid filters", {"q": ["Each filter needs col, opr, value."]})
+            operations = {f.arg_name for f in offered.get(item["col"], [])}
+            if item["opr"] not in operations:
+                raise BadRequestError("Invalid filters", {
+                    "q": [f"Filter operation {item['opr']!r} not allowed on column {item['col']!r}."]})
+        return super()._handle_filters_args(rison_args)
 
     def get_list_headless(self, **kwargs):
         return self._read(super().get_list_headless, **kwargs)

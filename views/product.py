@@ -83,6 +83,9 @@ class CategoryView(HoutaiModelView):
         super().pre_update(item)
         _form_rule(product.place_category, item)
 
+    def pre_delete(self, item):
+        _form_rule(product.check_category_deletable, item)
+
 
 class CategoryApi(HoutaiModelApi):
     resource_name = "category"
@@ -101,6 +104,9 @@ class CategoryApi(HoutaiModelApi):
 
     def pre_update(self, item):
         product.place_category(item)
+
+    def pre_delete(self, item):
+        product.check_category_deletable(item)
 
 
 class BrandView(HoutaiModelView):
@@ -586,6 +592,7 @@ class SkuOutSchema(Schema):
     price = MoneyField()
     market_price = MoneyField(allow_none=True)
     cost_price = MoneyField(allow_none=True)
+    weight_kg = fields.Decimal(as_string=True, allow_none=True)
     stock_alert_qty = fields.Integer()
     enabled = fields.Boolean()
     outer_id = fields.String(allow_none=True)
@@ -604,6 +611,8 @@ class SkuApi(HoutaiModelApi):
     search_columns = ["shop_id", "spu_id", "code", "barcode", "outer_id", "enabled"]
     order_columns = ["id", "code", "price"]
     include_route_methods = {"get", "get_list", "info", "put", "delete", "price", "bulk"}
+    validators_columns = {"stock_alert_qty": validate.Range(min=0),
+                          "weight_kg": validate.Range(min=0)}
 
     def pre_delete(self, item):
         product.discard_sku(item)
