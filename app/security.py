@@ -26,20 +26,22 @@ REVIEW_PERMISSIONS = {"can_review", "approve", "reject"}
 # Staff roles: one per staff function. Later centers add their own rows here.
 ROLES: dict[str, dict[str, str]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
-    "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE},
-    "OrderOps": {"order": WRITE, "shop": READ, "product": READ, "catalog": READ},
+    "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
+                   "inventory": READ},
+    "OrderOps": {"order": WRITE, "shop": READ, "product": READ, "catalog": READ,
+                 "inventory": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
     "Finance": {"finance": WRITE, "shop": READ},
-    "Warehouse": {"wms": WRITE},
-    "Purchasing": {"purchasing": WRITE},
+    "Warehouse": {"wms": WRITE, "inventory": WRITE},
+    "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
-                 "catalog": READ},
+                 "catalog": READ, "inventory": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ},

@@ -1,2 +1,2 @@
 """All models, imported so that one MetaData knows every table (migrations, create_all)."""
-from models import audit, events, product, security, shop, storage  # noqa: F401
+from models import audit, events, inventory, product, security, shop, storage  # noqa: F401

@@ -14,6 +14,7 @@ from PIL import Image
 from app.extensions import db
 from models.audit import AuditLog
 from models.shop import Shop
+from models.inventory import Stock, StockLedger, Warehouse
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -139,7 +140,39 @@ def _price_change_row(shop: Shop) -> PriceChange:
     return PriceChange.query.filter_by(sku_id=sku.id).first()
 
 
+def make_warehouse(shop: Shop | None, code: str | None = None) -> Warehouse:
+    warehouse = Warehouse(code=code or f"W{next(_serial)}",
+                          name=f"{marker_of(shop) if shop else 'platform'} warehouse",
+                          shop_id=shop.id if shop else None)
+    db.session.add(warehouse)
+    db.session.commit()
+    return warehouse
+
+
+def stock_up(sku: Sku, warehouse: Warehouse, quantity: int) -> Stock:
+    """Put `quantity` units of a SKU in a warehouse through the inventory service."""
+    from services import inventory
+
+    with acting_as(Actor.system("factory")):
+        stock = inventory.adjust(sku.id, warehouse.id, quantity, "first stock")
+        db.session.commit()
+    return stock
+
+
+def _stock_row(shop: Shop) -> Stock:
+    sku = make_spu(shop, with_skus=True).skus[0]
+    return stock_up(sku, make_warehouse(shop), 10)
+
+
+def _ledger_row(shop: Shop) -> StockLedger:
+    stock = _stock_row(shop)
+    return StockLedger.query.filter_by(stock_id=stock.id).first()
+
+
 ROW_FACTORIES = {
+    Warehouse: make_warehouse,
+    Stock: _stock_row,
+    StockLedger: _ledger_row,
     Shop: _shop_row,
     AuditLog: _audit_row,
     UploadedFile: _uploaded_file_row,
@@ -167,6 +200,8 @@ def _shop_body(shop: Shop | None) -> dict:
 
 # Valid POST bodies for each writable REST resource, in `shop` (None: the merchant's own).
 API_BODIES = {
+    Warehouse: lambda shop: {"code": f"W{next(_serial)}", "name": "Warehouse",
+                             **({"shop_id": shop.id} if shop else {})},
     Shop: _shop_body,
     Category: lambda shop: {"name": f"Category {next(_serial)}", "parent_id": None},
     Brand: lambda shop: {"name": f"Brand {next(_serial)}", "enabled": True},

@@ -5,6 +5,8 @@ from flask_babel import lazy_gettext as _l
 def register(appbuilder) -> None:
     from views.audit import AuditLogApi, AuditLogView
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
+    from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
+                                 WarehouseApi, WarehouseView)
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
@@ -31,6 +33,16 @@ def register(appbuilder) -> None:
                         **products)
     for api in (CategoryApi, BrandApi, AttributeApi, SpuApi, SkuApi, SpuTransitionApi,
                 PriceChangeApi):
+        appbuilder.add_api(api)
+
+    inventory = dict(category="Inventory", category_label=_l("Inventory"),
+                     category_icon="fa-cubes")
+    appbuilder.add_view(StockView, "Stock", label=_l("Stock"), icon="fa-cubes", **inventory)
+    appbuilder.add_view(StockLedgerView, "Stock ledger", label=_l("Stock ledger"),
+                        icon="fa-book", **inventory)
+    appbuilder.add_view(WarehouseView, "Warehouses", label=_l("Warehouses"), icon="fa-building",
+                        **inventory)
+    for api in (WarehouseApi, StockApi, StockLedgerApi):
         appbuilder.add_api(api)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",

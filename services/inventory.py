@@ -1,0 +1,207 @@
+"""库存 rules: stock changes only here, each with its ledger row, each an atomic conditional
+UPDATE (never read-then-write), so concurrent buyers can never oversell.
+
+Reservations of several SKUs are taken in SKU-id order, so two carts racing in opposite
+orders cannot deadlock; a shortfall raises before the caller commits, and the caller's
+rollback undoes every reservation the transaction took.
+"""
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from models.inventory import Stock, StockLedger, Warehouse
+from models.product import Sku
+from services.actor import current_actor, scope_query
+from services.clock import now
+from services.errors import ConflictError, NotFoundError, ValidationFailed
+from services.events import publish
+
+
+class StockBelowZeroError(ConflictError):
+    """The change would take on-hand stock below zero (or below what is reserved)."""
+
+
+class ShortStockError(ConflictError):
+    """Not enough available stock for every line; `short` lists what is missing."""
+
+    def __init__(self, short: list[dict]):
+        super().__init__("Not enough stock", {"lines": [
+            f"SKU {s['sku_id']}: requested {s['requested']}, available {s['available']}"
+            for s in short]})
+        self.short = short
+
+
+@dataclass(frozen=True)
+class Reservation:
+    stock_id: int
+    sku_id: int
+    warehouse_id: int
+    quantity: int
+
+
+def visible_warehouse(warehouse_id) -> Warehouse:
+    """A warehouse the actor may use (merchants: their own), else 404."""
+    query = scope_query(db.session.query(Warehouse), Warehouse).filter(Warehouse.id == warehouse_id)
+    warehouse = query.one_or_none() if isinstance(warehouse_id, int) else None
+    if warehouse is None:
+        raise NotFoundError("Not found", {"warehouse_id": ["Related record not found."]})
+    return warehouse
+
+
+def visible_sku(sku_id) -> Sku:
+    sku = scope_query(db.session.query(Sku), Sku).filter(Sku.id == sku_id).one_or_none() \
+        if isinstance(sku_id, int) else None
+    if sku is None:
+        raise ValidationFailed.field("sku_id", "Related record not found.")
+    return sku
+
+
+def stock_row(sku: Sku, warehouse: Warehouse) -> Stock:
+    """The stock row of a SKU in a warehouse, created (empty) on first use."""
+    query = select(Stock).where(Stock.sku_id == sku.id, Stock.warehouse_id == warehouse.id)
+    stock = db.session.scalars(query).one_or_none()
+    if stock is not None:
+        return stock
+    try:
+        with db.session.begin_nested():
+            stock = Stock(sku_id=sku.id, warehouse_id=warehouse.id, shop_id=sku.shop_id,
+                          on_hand=0, reserved=0)
+            db.session.add(stock)
+    except IntegrityError:  # created by a concurrent transaction meanwhile
+        stock = db.session.scalars(query).one()
+    return stock
+
+
+def _write_ledger(stock_id, sku_id, warehouse_id, shop_id, reason, reference, note,
+                  on_hand_after, reserved_after, on_hand_delta, reserved_delta) -> None:
+    db.session.add(StockLedger(
+        stock_id=stock_id, sku_id=sku_id, warehouse_id=warehouse_id, shop_id=shop_id,
+        reason=reason, reference=reference, note=note,
+        on_hand_before=on_hand_after - on_hand_delta, on_hand_after=on_hand_after,
+        reserved_before=reserved_after - reserved_delta, reserved_after=reserved_after,
+        actor=current_actor().name, created_at=now()))
+
+
+def _change(stock: Stock, *, on_hand: int, reserved: int, condition, reason: str,
+            reference: str | None, note: str | None = None):
+    """One conditional UPDATE of a stock row and its ledger row; None if the condition fails."""
+    result = db.session.execute(
+        update(Stock).where(Stock.id == stock.id, condition)
+        .values(on_hand=Stock.on_hand + on_hand, reserved=Stock.reserved + reserved,
+                updated_at=now())
+        .returning(Stock.on_hand, Stock.reserved)
+        .execution_options(synchronize_session=False)).one_or_none()
+    if result is None:
+        return None
+    _write_ledger(stock.id, stock.sku_id, stock.warehouse_id, stock.shop_id, reason, reference,
+                  note, result.on_hand, result.reserved, on_hand, reserved)
+    db.session.expire(stock)
+    return result
+
+
+def adjust(sku_id, warehouse_id, delta, reason: str) -> Stock:
+    """Count stock in or out of a warehouse by hand (stocktaking, damage, first stock)."""
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise ValidationFailed.field("delta", "A whole number other than zero.")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationFailed.field("reason", "Required.")
+    warehouse = visible_warehouse(warehouse_id)
+    sku = visible_sku(sku_id)
+    if warehouse.shop_id is not None and warehouse.shop_id != sku.shop_id:
+        raise ValidationFailed.field("warehouse_id", "Another shop's warehouse.")
+    stock = stock_row(sku, warehouse)
+    result = _change(stock, on_hand=delta, reserved=0,
+                     condition=Stock.on_hand + delta >= Stock.reserved, reason="adjust",
+                     reference=None, note=reason.strip()[:255])
+    if result is None:
+        raise StockBelowZeroError("Stock would fall below zero or below what is reserved",
+                                  {"delta": [f"On hand {stock.on_hand}, reserved {stock.reserved}."]})
+    _signal_low_stock(stock, sku)
+    return stock
+
+
+def reserve(lines: list[tuple[int, int]], reference: str) -> list[Reservation]:
+    """Reserve (sku_id, quantity) lines, each from the warehouses with most available first.
+    All or nothing: a shortfall raises ShortStockError and the caller rolls back."""
+    reservations, short = [], []
+    for sku_id, quantity in sorted(_merge(lines)):
+        taken = _reserve_one(sku_id, quantity, reference)
+        if sum(r.quantity for r in taken) < quantity:
+            short.append({"sku_id": sku_id, "requested": quantity,
+                          "available": sum(r.quantity for r in taken)})
+        reservations += taken
+    if short:
+        raise ShortStockError(short)
+    return reservations
+
+
+def _merge(lines):
+    totals: dict[int, int] = {}
+    for sku_id, quantity in lines:
+        totals[sku_id] = totals.get(sku_id, 0) + quantity
+    return list(totals.items())
+
+
+def _reserve_one(sku_id: int, quantity: int, reference: str) -> list[Reservation]:
+    """Take `quantity` of one SKU: the whole of it from one warehouse when one has enough,
+    else piece by piece; each piece is one conditional UPDATE."""
+    rows = db.session.scalars(select(Stock).where(Stock.sku_id == sku_id)
+                              .order_by((Stock.on_hand - Stock.reserved).desc(), Stock.id)).all()
+    taken, missing = [], quantity
+    for stock in rows:
+        if missing == 0:
+            break
+        piece = min(missing, stock.on_hand - stock.reserved)
+        if piece <= 0:
+            continue
+        result = _change(stock, on_hand=0, reserved=piece,
+                         condition=Stock.on_hand - Stock.reserved >= piece, reason="reserve",
+                         reference=reference)
+        if result is not None:
+            taken.append(Reservation(stock.id, sku_id, stock.warehouse_id, piece))
+            missing -= piece
+    return taken
+
+
+def release(reservations: list[Reservation], reference: str) -> None:
+    """Give reserved stock back (an order cancelled); in stock-id order."""
+    for item in sorted(reservations, key=lambda r: r.stock_id):
+        stock = db.session.get(Stock, item.stock_id)
+        if _change(stock, on_hand=0, reserved=-item.quantity,
+                   condition=Stock.reserved >= item.quantity, reason="release",
+                   reference=reference) is None:
+            raise ConflictError("Reservation already released", {"stock": [str(item.stock_id)]})
+
+
+def deduct(reservations: list[Reservation], reference: str) -> None:
+    """Goods left the warehouse: on hand and reserved both go down."""
+    for item in sorted(reservations, key=lambda r: r.stock_id):
+        stock = db.session.get(Stock, item.stock_id)
+        if _change(stock, on_hand=-item.quantity, reserved=-item.quantity,
+                   condition=Stock.reserved >= item.quantity, reason="deduct",
+                   reference=reference) is None:
+            raise ConflictError("Nothing reserved to ship", {"stock": [str(item.stock_id)]})
+        _signal_low_stock(stock, db.session.get(Sku, stock.sku_id))
+
+
+def is_low(stock: Stock, sku: Sku) -> bool:
+    """Low stock: available at or below the SKU's stock-alert quantity."""
+    return sku.stock_alert_qty > 0 and stock.on_hand - stock.reserved <= sku.stock_alert_qty
+
+
+def _signal_low_stock(stock: Stock, sku: Sku) -> None:
+    db.session.refresh(stock)
+    if is_low(stock, sku):
+        publish("stock.low", {"sku_id": sku.id, "warehouse_id": stock.warehouse_id,
+                              "available": stock.on_hand - stock.reserved,
+                              "alert": sku.stock_alert_qty}, shop_id=stock.shop_id)
+
+
+def low_stock():
+    """Stock rows at or below their SKU's alert quantity (the actor's shop only)."""
+    query = scope_query(db.session.query(Stock).join(Sku, Sku.id == Stock.sku_id), Stock) \
+        .filter(Sku.stock_alert_qty > 0,
+                Stock.on_hand - Stock.reserved <= Sku.stock_alert_qty)
+    return query.order_by(Stock.id).all()
