@@ -54,6 +54,10 @@ def make_test_config(tmp_path, **overrides) -> dict:
     }
     if not os.environ.get("DATABASE_URL"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'houtai-test.db'}"
+    else:
+        # room for the concurrency tests' 32 clients at once
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, "pool_size": 10,
+                                               "max_overflow": 40}
     config.update(overrides)
     return config
 

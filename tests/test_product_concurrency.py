@@ -99,12 +99,12 @@ def run_in_threads(app, count, work):
 def test_eight_concurrent_grid_generations_make_each_combination_once(app, shops):
     requires_postgres(app)
     parts = catalog()
-    spu = make_spu(shops["A"])
+    spu_id = make_spu(shops["A"]).id  # plain ids: threads must not touch this session
     choices = grid(parts)
-    errors = run_in_threads(app, 8, lambda i: product.generate_skus(spu.id, choices))
+    errors = run_in_threads(app, 8, lambda i: product.generate_skus(spu_id, choices))
     assert errors == []
     db.session.expire_all()
-    assert Sku.query.filter_by(spu_id=spu.id).count() == 4
+    assert Sku.query.filter_by(spu_id=spu_id).count() == 4
 
 
 def test_concurrent_bulk_price_changes_keep_a_consistent_history(app, shops):
