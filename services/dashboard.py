@@ -105,3 +105,17 @@ register_panel(Panel("spu_status", _l("Products by status"), "bar", ("can_list",
                      spus_by_status))
 register_panel(Panel("spu_category", _l("Products by category"), "doughnut",
                      ("can_list", "SpuView"), spus_by_category))
+
+
+def low_stock() -> dict:
+    """Low stock rows per warehouse (the viewer's shop only)."""
+    from services.inventory import low_stock as rows
+
+    counts: dict[str, int] = {}
+    for stock in rows():
+        counts[stock.warehouse.code] = counts.get(stock.warehouse.code, 0) + 1
+    return {"keys": list(counts), "labels": list(counts), "values": list(counts.values())}
+
+
+register_panel(Panel("low_stock", _l("Low stock by warehouse"), "bar", ("can_list", "StockView"),
+                     low_stock))

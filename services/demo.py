@@ -56,3 +56,4 @@ def load_products() -> None:
     demo_product.load_catalog()
     for code in ("A", "B"):
         demo_product.load_shop_products(Shop.query.filter_by(code=code).one())
+    demo_product.load_stock()

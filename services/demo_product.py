@@ -112,3 +112,34 @@ def load_shop_products(shop: Shop) -> int:
         db.session.commit()
         made += 1
     return made
+
+
+DEMO_WAREHOUSES = [("WH-SH", "上海中心仓", "310000"), ("WH-GZ", "广州中心仓", "440000")]
+
+
+def load_stock() -> int:
+    """Two platform warehouses and stock for every enabled demo SKU (only where none is)."""
+    from models.inventory import Stock, Warehouse
+    from models.product import Sku
+    from services import inventory
+
+    warehouses = []
+    for code, name, region in DEMO_WAREHOUSES:
+        warehouse = Warehouse.query.filter_by(code=code, shop_id=None).one_or_none()
+        if warehouse is None:
+            warehouse = Warehouse(code=code, name=name, region=region)
+            db.session.add(warehouse)
+            db.session.commit()
+        warehouses.append(warehouse)
+    stocked = {sku_id for (sku_id,) in db.session.query(Stock.sku_id).distinct()}
+    made = 0
+    with acting_as(Actor.system("demo")):
+        for n, sku in enumerate(Sku.query.order_by(Sku.id)):
+            if sku.id in stocked:
+                continue
+            inventory.adjust(sku.id, warehouses[n % 2].id, 20 + (n * 7) % 50, "demo first stock")
+            if n % 3 == 0:
+                inventory.adjust(sku.id, warehouses[(n + 1) % 2].id, 5 + n % 10, "demo first stock")
+            made += 1
+        db.session.commit()
+    return made

@@ -108,5 +108,9 @@ def test_demo_products_cover_every_status_with_sku_grids(app, monkeypatch):
                                                   "off_sale", "rejected"}
         assert all(len(s.skus) == 4 for s in spus)
     assert Sku.query.count() == 160
+    from models.inventory import Stock, Warehouse
+
+    assert Warehouse.query.count() == 2
+    assert {s.sku_id for s in Stock.query} == {s.id for s in Sku.query}
     leaf = next(c for c in Category.query if product.is_leaf(c))
     assert {a.kind.value for a in product.attributes_of(leaf)} == {"key", "non_key", "sales"}
