@@ -19,6 +19,7 @@ from models.security import UserAccount
 from views.openapi import OpenApiErrorsMixin
 
 READ, WRITE, MANAGE = "read", "write", "manage"
+READ_REVEAL = "read+reveal"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Decisions reserved to platform staff (MANAGE): WRITE grants everything else.
 REVIEW_PERMISSIONS = {"can_review", "approve", "reject"}
@@ -29,9 +30,9 @@ ROLES: dict[str, dict[str, str]] = {
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
     "OrderOps": {"order": WRITE, "shop": READ, "product": READ, "catalog": READ,
-                 "inventory": READ},
+                 "inventory": READ, "member": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
-                        "product": READ},
+                        "product": READ, "member": READ_REVEAL},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
     "Finance": {"finance": WRITE, "shop": READ},
@@ -39,12 +40,13 @@ ROLES: dict[str, dict[str, str]] = {
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
-                   "storage": WRITE},
+                   "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
                  "catalog": READ, "inventory": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
-    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ},
+    "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
+                   "member": WRITE},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}
@@ -229,6 +231,8 @@ def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
         permissions = set(view.base_permissions)
         if level == READ:
             permissions &= READ_PERMISSIONS
+        elif level == READ_REVEAL:
+            permissions &= READ_PERMISSIONS | {"can_reveal"}
         elif level == WRITE:
             permissions -= REVIEW_PERMISSIONS
         wanted |= {(p, view.class_permission_name) for p in permissions}

@@ -1,2 +1,3 @@
 """All models, imported so that one MetaData knows every table (migrations, create_all)."""
-from models import audit, events, inventory, product, security, shop, storage  # noqa: F401
+from models import (audit, events, inventory, member, product, security, shop,  # noqa: F401
+                    storage)

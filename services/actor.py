@@ -16,6 +16,7 @@ class Actor:
     shop_id: int | None = None
     authenticated: bool = False
     merchant: bool = False
+    roles: tuple[str, ...] = ()
 
     @classmethod
     def job(cls, name: str) -> "Actor":
@@ -27,10 +28,10 @@ class Actor:
 
     @classmethod
     def for_user(cls, user) -> "Actor":
-        merchant = user.shop_id is not None or any(
-            role.name == MERCHANT_ROLE for role in getattr(user, "roles", []))
+        roles = tuple(role.name for role in getattr(user, "roles", []))
+        merchant = user.shop_id is not None or MERCHANT_ROLE in roles
         return cls(name=user.username, user_id=user.id, shop_id=user.shop_id, authenticated=True,
-                   merchant=merchant)
+                   merchant=merchant, roles=roles)
 
 
 ANONYMOUS = Actor(name="anonymous")

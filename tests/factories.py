@@ -15,6 +15,7 @@ from app.extensions import db
 from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
+from models.member import Member, MemberAddress
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -199,7 +200,23 @@ def _shop_body(shop: Shop | None) -> dict:
 
 
 # Valid POST bodies for each writable REST resource, in `shop` (None: the merchant's own).
+def make_member(account: str | None = None) -> Member:
+    member = Member(account=account or f"buyer{next(_serial)}", name="王小明", phone="13812345678")
+    db.session.add(member)
+    db.session.commit()
+    return member
+
+
+def address_body(member_id: int, **overrides) -> dict:
+    return {"member_id": member_id, "recipient": "王小明", "phone": "13812345678",
+            "province_code": "310000", "city_code": "310100", "district_code": "310104",
+            "detail": "漕溪北路 88 号 2 号楼 301 室", **overrides}
+
+
 API_BODIES = {
+    Member: lambda shop: {"account": f"buyer{next(_serial)}", "name": "李雷",
+                          "phone": "13900001111"},
+    MemberAddress: lambda shop: address_body(make_member().id),
     Warehouse: lambda shop: {"code": f"W{next(_serial)}", "name": "Warehouse",
                              **({"shop_id": shop.id} if shop else {})},
     Shop: _shop_body,

@@ -31,7 +31,8 @@ def audit_gaps(app, client, shop, client_name="admin"):
             gaps.append(f"{base} POST answered {created.status_code}: {created.json}")
             continue
         pk = created.json["id"]
-        field = next(c for c in ("name", "title", "code") if c in view.edit_columns)
+        field = next(c for c in ("name", "title", "code", "recipient", "detail")
+                     if c in view.edit_columns)
         client.put(f"{base}/{pk}", json={field: "audited"})
         client.delete(f"{base}/{pk}")
         actions = [(e.action, e.actor) for e in entries(model.__name__, pk)]

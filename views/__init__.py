@@ -7,6 +7,7 @@ def register(appbuilder) -> None:
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
                                  WarehouseApi, WarehouseView)
+    from views.member import MemberAddressApi, MemberAddressView, MemberApi, MemberView
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
@@ -44,6 +45,13 @@ def register(appbuilder) -> None:
                         **inventory)
     for api in (WarehouseApi, StockApi, StockLedgerApi):
         appbuilder.add_api(api)
+
+    members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")
+    appbuilder.add_view(MemberView, "Members", label=_l("Members"), icon="fa-user", **members)
+    appbuilder.add_view(MemberAddressView, "Shipping addresses", label=_l("Shipping addresses"),
+                        icon="fa-map-marker", **members)
+    appbuilder.add_api(MemberApi)
+    appbuilder.add_api(MemberAddressApi)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")

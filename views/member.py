@@ -1,0 +1,140 @@
+"""会员中心 (basic) screens and REST resources; phone numbers and addresses masked for
+merchants and customer service, revealed one member at a time (audited)."""
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema, fields, validate
+
+from app.extensions import db
+from models.member import Member, MemberAddress
+from services import member
+from views.base import HoutaiModelApi, HoutaiModelView, api_action
+from views.schema import json_body, load_or_422
+
+MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
+ADDRESS_COLUMNS = ["id", "member_id", "recipient", "phone", "province_code", "city_code",
+                   "district_code", "detail", "is_default"]
+MASKS = {"phone": member.mask_phone, "detail": member.mask_text, "recipient": member.mask_text}
+
+
+def _masked(value, field):
+    return MASKS[field](value) if member.masks_personal_data() else value
+
+
+def masking_formatters(columns) -> dict:
+    """Screen formatters that mask personal data for the viewers who must not see it."""
+    return {c: (lambda value, c=c: _masked(value, c)) for c in columns if c in MASKS}
+
+
+def mask_rows(rows: list[dict]) -> None:
+    if member.masks_personal_data():
+        for row in rows:
+            for field, mask in MASKS.items():
+                if field in row:
+                    row[field] = mask(row[field])
+
+
+class MaskingApiMixin:
+    """Masks the answers of get and list (FAB's pre_get hooks)."""
+
+    def pre_get(self, data):
+        mask_rows([data["result"]])
+
+    def pre_get_list(self, data):
+        mask_rows(data["result"])
+
+
+class MemberAddressView(HoutaiModelView):
+    datamodel = SQLAInterface(MemberAddress)
+    center = "member"
+    list_title = _l("Shipping addresses")
+    label_columns = {"member": _l("Member"), "recipient": _l("Recipient"), "phone": _l("Phone"),
+                     "province_code": _l("Province"), "city_code": _l("City"),
+                     "district_code": _l("District"), "detail": _l("Address"),
+                     "is_default": _l("Default")}
+    list_columns = ["member", "recipient", "phone", "district_code", "detail", "is_default"]
+    show_columns = ["member", "recipient", "phone", "province_code", "city_code",
+                    "district_code", "detail", "is_default"]
+    add_columns = show_columns
+    edit_columns = show_columns
+    search_columns = ["member", "recipient", "district_code"]
+    formatters_columns = masking_formatters(show_columns)
+
+    def pre_add(self, item):
+        member.check_address(item)
+
+    def pre_update(self, item):
+        member.check_address(item)
+
+
+class MemberView(HoutaiModelView):
+    datamodel = SQLAInterface(Member)
+    center = "member"
+    list_title = _l("Members")
+    label_columns = {"account": _l("Account"), "name": _l("Name"), "phone": _l("Phone"),
+                     "status": _l("Status"), "created_at": _l("Created at")}
+    list_columns = ["account", "name", "phone", "status", "created_at"]
+    show_columns = list_columns
+    add_columns = ["account", "name", "phone", "status"]
+    edit_columns = add_columns
+    search_columns = ["account", "name", "status"]
+    formatters_columns = masking_formatters(show_columns)
+    related_views = [MemberAddressView]
+
+
+class MemberApi(MaskingApiMixin, HoutaiModelApi):
+    resource_name = "member"
+    datamodel = SQLAInterface(Member)
+    center = "member"
+    list_columns = MEMBER_COLUMNS
+    show_columns = MEMBER_COLUMNS
+    add_columns = ["account", "name", "phone", "status"]
+    edit_columns = add_columns
+    search_columns = ["account", "name", "status"]
+    order_columns = ["id", "account", "created_at"]
+    validators_columns = {"status": validate.OneOf(["active", "frozen"])}
+
+    @api_action("/<int:pk>/reveal", "reveal")
+    def reveal(self, pk):
+        """A member's phone and addresses unmasked; recorded in the audit log with the reason
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: The member with its addresses, unmasked}
+        """
+        body = load_or_422(RevealSchema(), json_body())
+        found = member.reveal(pk, body["reason"])
+        db.session.commit()
+        return self.response(200, result={
+            **{c: getattr(found, c) for c in ("id", "account", "name", "phone", "status")},
+            "addresses": [{c: getattr(a, c) for c in ADDRESS_COLUMNS} for a in found.addresses]})
+
+
+class RevealSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class MemberAddressApi(MaskingApiMixin, HoutaiModelApi):
+    resource_name = "member_address"
+    datamodel = SQLAInterface(MemberAddress)
+    center = "member"
+    list_columns = ADDRESS_COLUMNS
+    show_columns = ADDRESS_COLUMNS
+    add_columns = ["member_id", "recipient", "phone", "province_code", "city_code",
+                   "district_code", "detail", "is_default"]
+    edit_columns = add_columns
+    search_columns = ["member_id", "district_code", "is_default"]
+    order_columns = ["id"]
+
+    def pre_add(self, item):
+        member.check_address(item)
+        db.session.add(item)
+        db.session.flush()
+        member.make_default(item)
+
+    def pre_update(self, item):
+        member.check_address(item)
+        member.make_default(item)
