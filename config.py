@@ -16,6 +16,7 @@
 | PUBLIC_BASE_URL | http://127.0.0.1:5000: where gateways and carriers reach this app |
 | HOUTAI_QUEUE | `houtai`: the RQ queue name |
 | HOUTAI_LOCALE | `zh`: the console's default language |
+| UNPAID_TIMEOUT_MINUTES | 30: `houtai tick` cancels trades unpaid for longer |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -78,6 +79,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": max_upload_mb * 1024 * 1024 + 64 * 1024,
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "UNPAID_TIMEOUT_MINUTES": int(env.get("UNPAID_TIMEOUT_MINUTES", "30")),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

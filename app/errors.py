@@ -28,7 +28,9 @@ def _shape(status: int, body) -> dict:
             errors, message = message, "Validation failed"
         if isinstance(message, list):
             errors, message = {"_schema": message}, "Validation failed"
-        return {"message": message or _phrase(status), "errors": errors or {}}
+        # extra keys (e.g. checkout's "short") are part of the contract: keep them
+        extra = {k: v for k, v in body.items() if k not in ("message", "msg", "errors")}
+        return {**extra, "message": message or _phrase(status), "errors": errors or {}}
     return {"message": _phrase(status), "errors": {}}
 
 

@@ -22,14 +22,14 @@ READ, WRITE, MANAGE = "read", "write", "manage"
 READ_REVEAL = "read+reveal"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Decisions reserved to platform staff (MANAGE): WRITE grants everything else.
-REVIEW_PERMISSIONS = {"can_review", "approve", "reject"}
+REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid"}
 
 # Staff roles: one per staff function. Later centers add their own rows here.
 ROLES: dict[str, dict[str, str]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
-    "OrderOps": {"order": WRITE, "shop": READ, "product": READ, "catalog": READ,
+    "OrderOps": {"order": MANAGE, "trade": MANAGE, "shop": READ, "product": READ, "catalog": READ,
                  "inventory": READ, "member": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ, "member": READ_REVEAL},
@@ -42,11 +42,11 @@ ROLES: dict[str, dict[str, str]] = {
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
-                 "catalog": READ, "inventory": WRITE},
+                 "catalog": READ, "inventory": WRITE, "order": READ},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
-                   "member": WRITE},
+                   "member": WRITE, "checkout": WRITE, "order": READ, "trade": WRITE},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

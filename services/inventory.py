@@ -8,7 +8,6 @@ rollback undoes every reservation the transaction took.
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from models.inventory import Stock, StockLedger, Warehouse
@@ -59,19 +58,26 @@ def visible_sku(sku_id) -> Sku:
 
 
 def stock_row(sku: Sku, warehouse: Warehouse) -> Stock:
-    """The stock row of a SKU in a warehouse, created (empty) on first use."""
+    """The stock row of a SKU in a warehouse, created (empty) on first use; a concurrent
+    creation is absorbed by ON CONFLICT DO NOTHING (no savepoint, same on both databases)."""
     query = select(Stock).where(Stock.sku_id == sku.id, Stock.warehouse_id == warehouse.id)
     stock = db.session.scalars(query).one_or_none()
-    if stock is not None:
-        return stock
-    try:
-        with db.session.begin_nested():
-            stock = Stock(sku_id=sku.id, warehouse_id=warehouse.id, shop_id=sku.shop_id,
-                          on_hand=0, reserved=0)
-            db.session.add(stock)
-    except IntegrityError:  # created by a concurrent transaction meanwhile
+    if stock is None:
+        db.session.execute(_insert(Stock).values(
+            sku_id=sku.id, warehouse_id=warehouse.id, shop_id=sku.shop_id, on_hand=0,
+            reserved=0, updated_at=now()).on_conflict_do_nothing(
+            index_elements=["sku_id", "warehouse_id"]))
         stock = db.session.scalars(query).one()
     return stock
+
+
+def _insert(model):
+    """INSERT with ON CONFLICT for the database in use."""
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model)
 
 
 def _write_ledger(stock_id, sku_id, warehouse_id, shop_id, reason, reference, note,
@@ -97,6 +103,8 @@ def _change(stock: Stock, *, on_hand: int, reserved: int, condition, reason: str
         return None
     _write_ledger(stock.id, stock.sku_id, stock.warehouse_id, stock.shop_id, reason, reference,
                   note, result.on_hand, result.reserved, on_hand, reserved)
+    available_after = result.on_hand - result.reserved
+    _signal_if_low(stock, available_after + reserved - on_hand, available_after)
     db.session.expire(stock)
     return result
 
@@ -118,7 +126,6 @@ def adjust(sku_id, warehouse_id, delta, reason: str) -> Stock:
     if result is None:
         raise StockBelowZeroError("Stock would fall below zero or below what is reserved",
                                   {"delta": [f"On hand {stock.on_hand}, reserved {stock.reserved}."]})
-    _signal_low_stock(stock, sku)
     return stock
 
 
@@ -147,8 +154,10 @@ def _merge(lines):
 def _reserve_one(sku_id: int, quantity: int, reference: str) -> list[Reservation]:
     """Take `quantity` of one SKU: the whole of it from one warehouse when one has enough,
     else piece by piece; each piece is one conditional UPDATE."""
-    rows = db.session.scalars(select(Stock).where(Stock.sku_id == sku_id)
-                              .order_by((Stock.on_hand - Stock.reserved).desc(), Stock.id)).all()
+    rows = db.session.scalars(
+        select(Stock).join(Warehouse, Warehouse.id == Stock.warehouse_id)
+        .where(Stock.sku_id == sku_id, Warehouse.enabled.is_(True))
+        .order_by((Stock.on_hand - Stock.reserved).desc(), Stock.id)).all()
     taken, missing = [], quantity
     for stock in rows:
         if missing == 0:
@@ -183,7 +192,6 @@ def deduct(reservations: list[Reservation], reference: str) -> None:
                    condition=Stock.reserved >= item.quantity, reason="deduct",
                    reference=reference) is None:
             raise ConflictError("Nothing reserved to ship", {"stock": [str(item.stock_id)]})
-        _signal_low_stock(stock, db.session.get(Sku, stock.sku_id))
 
 
 def is_low(stock: Stock, sku: Sku) -> bool:
@@ -191,12 +199,14 @@ def is_low(stock: Stock, sku: Sku) -> bool:
     return sku.stock_alert_qty > 0 and stock.on_hand - stock.reserved <= sku.stock_alert_qty
 
 
-def _signal_low_stock(stock: Stock, sku: Sku) -> None:
-    db.session.refresh(stock)
-    if is_low(stock, sku):
-        publish("stock.low", {"sku_id": sku.id, "warehouse_id": stock.warehouse_id,
-                              "available": stock.on_hand - stock.reserved,
-                              "alert": sku.stock_alert_qty}, shop_id=stock.shop_id)
+def _signal_if_low(stock: Stock, available_before: int, available_after: int) -> None:
+    """Publish `stock.low` when available stock crosses down to the SKU's alert quantity
+    (once per crossing, not on every change while low)."""
+    alert = db.session.scalar(select(Sku.stock_alert_qty).where(Sku.id == stock.sku_id))
+    if alert and available_before > alert >= available_after:
+        publish("stock.low", {"sku_id": stock.sku_id, "warehouse_id": stock.warehouse_id,
+                              "available": available_after, "alert": alert},
+                shop_id=stock.shop_id)
 
 
 def low_stock():

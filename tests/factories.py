@@ -16,6 +16,7 @@ from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
+from models.order import Order
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -171,6 +172,7 @@ def _ledger_row(shop: Shop) -> StockLedger:
 
 
 ROW_FACTORIES = {
+    Order: lambda shop: make_order(shop),
     Warehouse: make_warehouse,
     Stock: _stock_row,
     StockLedger: _ledger_row,
@@ -200,6 +202,31 @@ def _shop_body(shop: Shop | None) -> dict:
 
 
 # Valid POST bodies for each writable REST resource, in `shop` (None: the merchant's own).
+def make_order(shop: Shop, quantity: int = 1) -> Order:
+    """An unpaid order of `shop`, placed through checkout: member, address, an on-sale SKU
+    with stock."""
+    from services import order as orders
+    from services import product
+
+    spu = make_spu(shop, with_skus=True)
+    with acting_as(Actor.system("factory")):
+        product.submit_spu(spu.id)
+        product.approve_spu(spu.id)
+        db.session.commit()
+    sku = spu.skus[0]
+    stock_up(sku, make_warehouse(shop), 10)
+    buyer = make_member()
+    address = MemberAddress(**address_body(buyer.id))
+    db.session.add(address)
+    db.session.commit()
+    with acting_as(Actor.system("factory")):
+        trade, _ = orders.place({"member_id": buyer.id, "address_id": address.id,
+                                 "lines": [{"sku_id": sku.id, "quantity": quantity}]},
+                                f"factory-{next(_serial)}")
+        db.session.commit()
+    return trade.orders[0]
+
+
 def make_member(account: str | None = None) -> Member:
     member = Member(account=account or f"buyer{next(_serial)}", name="王小明", phone="13812345678")
     db.session.add(member)

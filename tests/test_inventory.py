@@ -112,7 +112,12 @@ def test_low_stock_raises_an_event_and_is_listed(app, grid, shops, monkeypatch):
     grid[0].stock_alert_qty = 5
     db.session.commit()
     warehouse = make_warehouse(shops["A"])
-    stock_up(grid[0], warehouse, 5)
+    stock_up(grid[0], warehouse, 10)
+    assert OutboxEvent.query.filter_by(name="stock.low").count() == 0
+    with acting_as(Actor.system("test")):
+        inventory.reserve([(grid[0].id, 5)], "T-low")  # 10 → 5 available: crosses the alert
+        inventory.reserve([(grid[0].id, 1)], "T-low2")  # still low: no second event
+        db.session.commit()
     assert OutboxEvent.query.filter_by(name="stock.low").count() == 1
     with acting_as(Actor(name="merchant_b", shop_id=shops["B"].id, authenticated=True,
                          merchant=True)):
@@ -127,3 +132,33 @@ def test_ledger_and_stock_are_read_only_over_rest(api, grid, shops):
     assert admin.put(f"/api/v1/stock/{stock.id}", json={"on_hand": 99}).status_code == 405
     assert admin.post("/api/v1/stock_ledger/", json={}).status_code == 405
     assert admin.delete(f"/api/v1/stock_ledger/1").status_code == 405
+
+
+def test_refused_first_adjustment_stores_nothing(api, grid, shops):
+    warehouse = make_warehouse(shops["A"])
+    answer = adjust(api("merchant_a"), grid[0], warehouse, -1)
+    assert answer.status_code == 409
+    assert Stock.query.count() == 0 and StockLedger.query.count() == 0
+
+
+def test_disabled_warehouses_are_not_reserved_from(grid, shops):
+    warehouse = make_warehouse(shops["A"])
+    stock_up(grid[0], warehouse, 5)
+    warehouse.enabled = False
+    db.session.commit()
+    with acting_as(Actor.system("test")), pytest.raises(inventory.ShortStockError):
+        inventory.reserve([(grid[0].id, 1)], "T-disabled")
+    db.session.rollback()
+
+
+def test_merchant_warehouse_made_in_the_screen_belongs_to_its_shop(browser, shops):
+    from models.inventory import Warehouse
+
+    merchant = browser("merchant_a")
+    merchant.post_form("/warehouseview/add", {"code": "BLANK", "name": "Blank", "shop": "", "enabled": "y"},
+                       token_from="/warehouseview/add")
+    assert {w.shop_id for w in Warehouse.query.filter_by(code="BLANK")} <= {shops["A"].id}
+    merchant.post_form("/warehouseview/add", {"code": "MY", "name": "Mine", "enabled": "y",
+                                              "shop": str(shops["A"].id)},
+                       token_from="/warehouseview/add")
+    assert Warehouse.query.filter_by(code="MY").one().shop_id == shops["A"].id

@@ -125,6 +125,12 @@ class HoutaiModelView(ModelView):
             return
         if column != "id" and getattr(item, column) is None:
             setattr(item, column, scope)
+            relationship = column[:-3] if column.endswith("_id") else None
+            if relationship and hasattr(type(item), relationship):
+                from models.shop import Shop
+
+                # the form set the relationship to None: it would win over the column at flush
+                setattr(item, relationship, db.session.get(Shop, scope))
         if _own_shop_violation(item):
             db.session.rollback()
             raise ValueError(lazy_gettext(SHOP_MISMATCH))

@@ -1,0 +1,170 @@
+"""订单中心: trades (paid once by the buyer) holding one order per shop, their lines
+(snapshots), stock reservations, timeline, and checkout idempotency keys."""
+import enum
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (JSON, Boolean, Column, Enum, ForeignKey, Index, Integer, String,
+                        UniqueConstraint)
+from sqlalchemy.orm import relationship
+
+from app.extensions import db
+from models.base import Money, ShopOwnedMixin, UTCDateTime, utcnow
+
+
+class OrderStatus(str, enum.Enum):
+    pending_payment = "pending_payment"
+    paid = "paid"
+    fulfilling = "fulfilling"
+    shipped = "shipped"
+    delivered = "delivered"
+    completed = "completed"
+    cancelled = "cancelled"
+    closed = "closed"
+
+
+ORDER_STATUS_LABELS = {
+    OrderStatus.pending_payment: _l("Pending payment"), OrderStatus.paid: _l("Paid"),
+    OrderStatus.fulfilling: _l("Fulfilling"), OrderStatus.shipped: _l("Shipped"),
+    OrderStatus.delivered: _l("Delivered"), OrderStatus.completed: _l("Completed"),
+    OrderStatus.cancelled: _l("Cancelled"), OrderStatus.closed: _l("Closed"),
+}
+STATUS_TYPE = Enum(OrderStatus, native_enum=False, length=16, validate_strings=True)
+
+
+class Trade(db.Model):
+    """What the buyer pays once: one order per shop of the cart."""
+
+    __tablename__ = "trade"
+    __table_args__ = (Index("ix_trade_status_created", "status", "created_at"),)
+
+    id = Column(Integer, primary_key=True)
+    trade_no = Column(String(32), nullable=False, unique=True)
+    member_id = Column(Integer, ForeignKey("member.id"), nullable=False, index=True)
+    # the shipping address as it was at checkout
+    address = Column(JSON, nullable=False, default=dict)
+    status = Column(STATUS_TYPE, nullable=False, default=OrderStatus.pending_payment)
+    goods_amount = Column(Money, nullable=False)
+    discount_amount = Column(Money, nullable=False)
+    freight = Column(Money, nullable=False)
+    payable = Column(Money, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    paid_at = Column(UTCDateTime, nullable=True)
+    orders = relationship("Order", back_populates="trade", order_by="Order.id")
+    member = relationship("Member")
+
+    def __repr__(self) -> str:
+        return self.trade_no
+
+
+class Order(ShopOwnedMixin, db.Model):
+    """One shop's part of a trade: what the merchant fulfils."""
+
+    __tablename__ = "order"
+    __table_args__ = (Index("ix_order_shop_status_created", "shop_id", "status", "created_at"),)
+
+    id = Column(Integer, primary_key=True)
+    order_no = Column(String(32), nullable=False, unique=True)
+    trade_id = Column(Integer, ForeignKey("trade.id"), nullable=False, index=True)
+    member_id = Column(Integer, ForeignKey("member.id"), nullable=False, index=True)
+    status = Column(STATUS_TYPE, nullable=False, default=OrderStatus.pending_payment)
+    # normal | flash_sale | pre_sale | virtual
+    order_type = Column(String(16), nullable=False, default="normal")
+    goods_amount = Column(Money, nullable=False)
+    discount_amount = Column(Money, nullable=False)
+    freight = Column(Money, nullable=False)
+    payable = Column(Money, nullable=False)
+    seller_remark = Column(String(255), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    paid_at = Column(UTCDateTime, nullable=True)
+    trade = relationship("Trade", back_populates="orders")
+    lines = relationship("OrderLine", back_populates="order", order_by="OrderLine.id")
+    timeline = relationship("OrderEvent", order_by="OrderEvent.id")
+    reservations = relationship("OrderReservation", order_by="OrderReservation.stock_id")
+
+    def __repr__(self) -> str:
+        return self.order_no
+
+    @property
+    def history(self) -> list[dict]:
+        return [{"from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note,
+                 "at": e.created_at.isoformat()} for e in self.timeline]
+
+    @property
+    def line_items(self) -> list[dict]:
+        return [{"id": line.id, "sku_id": line.sku_id, "sku_code": line.sku_code,
+                 "title": line.title, "sales_values": line.sales_values,
+                 "quantity": line.quantity, "unit_price": f"{line.unit_price:.2f}",
+                 "amount": f"{line.amount:.2f}", "discount": f"{line.discount:.2f}",
+                 "payable": f"{line.payable:.2f}"} for line in self.lines]
+
+
+class OrderLine(ShopOwnedMixin, db.Model):
+    """A line as it was bought: later product edits never change it."""
+
+    __tablename__ = "order_line"
+
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
+    sku_id = Column(Integer, ForeignKey("sku.id"), nullable=False, index=True)
+    spu_id = Column(Integer, nullable=False)
+    sku_code = Column(String(64), nullable=False)
+    title = Column(String(128), nullable=False)
+    sales_values = Column(JSON, nullable=False, default=dict)
+    unit_price = Column(Money, nullable=False)
+    quantity = Column(Integer, nullable=False)
+    amount = Column(Money, nullable=False)
+    discount = Column(Money, nullable=False)
+    payable = Column(Money, nullable=False)
+    # physical | service | service_physical
+    goods_kind = Column(String(20), nullable=False, default="physical")
+    # own | consignment | dropship
+    fulfilment = Column(String(16), nullable=False, default="own")
+    order = relationship("Order", back_populates="lines")
+
+    def __repr__(self) -> str:
+        return f"{self.sku_code} × {self.quantity}"
+
+
+class OrderReservation(ShopOwnedMixin, db.Model):
+    """Stock an order holds; released at most once (cancel), or shipped."""
+
+    __tablename__ = "order_reservation"
+
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
+    stock_id = Column(Integer, ForeignKey("stock.id"), nullable=False)
+    sku_id = Column(Integer, nullable=False)
+    warehouse_id = Column(Integer, nullable=False)
+    quantity = Column(Integer, nullable=False)
+    released = Column(Boolean, nullable=False, default=False)
+
+
+class OrderEvent(ShopOwnedMixin, db.Model):
+    """The order timeline: who or what moved it, when, from, to, with a note."""
+
+    __tablename__ = "order_event"
+
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
+    from_status = Column(String(16), nullable=True)
+    to_status = Column(String(16), nullable=False)
+    actor = Column(String(128), nullable=False)
+    note = Column(String(255), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"{self.from_status or '-'} → {self.to_status}"
+
+
+class IdempotencyKey(db.Model):
+    """A checkout request already handled: a replay answers the same trade."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("caller", "key", name="uq_idempotency_caller_key"),)
+
+    id = Column(Integer, primary_key=True)
+    caller = Column(String(128), nullable=False)
+    key = Column(String(128), nullable=False)
+    request_hash = Column(String(64), nullable=False)
+    trade_id = Column(Integer, ForeignKey("trade.id"), nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)

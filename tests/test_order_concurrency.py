@@ -1,0 +1,104 @@
+"""Checkout races on PostgreSQL with real threads: idempotent place, cancel vs pay."""
+import threading
+
+import pytest
+
+from app.extensions import db
+from models.inventory import Stock
+from models.order import IdempotencyKey, Trade
+from services import order
+from services.actor import Actor, acting_as
+from services.errors import HoutaiError
+from tests.conftest import requires_postgres
+from tests.factories import make_order
+
+
+def together(app, *steps):
+    """Run each step in its own thread, all released at once; returns their outcomes."""
+    barrier = threading.Barrier(len(steps))
+    outcomes = [None] * len(steps)
+
+    def run(n, step):
+        with app.app_context(), acting_as(Actor(name="storefront", authenticated=True)):
+            barrier.wait()
+            try:
+                outcomes[n] = step()
+                db.session.commit()
+            except HoutaiError as err:
+                db.session.rollback()
+                outcomes[n] = err
+            except Exception as exc:  # noqa: BLE001 - any other failure fails the test
+                db.session.rollback()
+                outcomes[n] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(n, step)) for n, step in enumerate(steps)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+@pytest.fixture
+def placed(app, shops, users):
+    requires_postgres(app)
+    unpaid = make_order(shops["A"], quantity=2)
+    return {"trade_id": unpaid.trade_id, "body": None}
+
+
+def test_concurrent_duplicates_of_one_idempotency_key_make_one_trade(app, shops, users):
+    requires_postgres(app)
+    first = make_order(shops["A"])
+    line = first.lines[0]
+    trade = db.session.get(Trade, first.trade_id)
+    payload = {"member_id": trade.member_id, "address_id": None,
+               "lines": [{"sku_id": line.sku_id, "quantity": 1}]}
+    from models.member import MemberAddress
+
+    payload["address_id"] = MemberAddress.query.filter_by(member_id=trade.member_id).one().id
+    outcomes = together(app, *[lambda: order.place(payload, "dup-key")[0].id] * 6)
+    trade_ids = {o for o in outcomes if isinstance(o, int)}
+    refused = [o for o in outcomes if not isinstance(o, int)]
+    assert len(trade_ids) == 1, outcomes
+    assert all(getattr(o, "status", None) == 409 for o in refused), refused
+    assert IdempotencyKey.query.filter_by(key="dup-key").count() == 1
+
+
+@pytest.mark.parametrize("rounds", range(3))
+def test_cancel_and_pay_at_the_same_moment_one_wins_and_stock_is_released_at_most_once(
+        app, placed, rounds):
+    trade_id = placed["trade_id"]
+    outcomes = together(app, lambda: order.cancel_trade(trade_id, "buyer cancelled").id,
+                        lambda: order.mark_paid(trade_id, "paid offline").id)
+    winners = [o for o in outcomes if o == trade_id]
+    losers = [o for o in outcomes if isinstance(o, order.IllegalOrderTransitionError)]
+    assert (len(winners), len(losers)) == (1, 1), outcomes
+    db.session.expire_all()
+    trade = db.session.get(Trade, trade_id)
+    stock = Stock.query.one()
+    if trade.status == "cancelled":
+        assert stock.reserved == 0
+    else:
+        assert trade.status == "paid" and stock.reserved == 2
+
+
+def test_control_without_the_trade_lock_both_steps_win(app, placed, monkeypatch):
+    """The same race with the lock taken away: both succeed, which the test above refuses."""
+    def without_lock(trade_id):
+        return db.session.get(Trade, trade_id)
+
+    monkeypatch.setattr(order, "trade_for_update", without_lock)
+    trade_id = placed["trade_id"]
+    gate = threading.Barrier(2)
+    real_move = order._move_trade
+
+    def slow_move(trade, step, note):
+        gate.wait()  # both have read the unpaid trade before either writes
+        return real_move(trade, step, note)
+
+    monkeypatch.setattr(order, "_move_trade", slow_move)
+    outcomes = together(app, lambda: order.cancel_trade(trade_id, "buyer cancelled").id,
+                        lambda: order.mark_paid(trade_id, "paid offline").id)
+    assert outcomes == [trade_id, trade_id]

@@ -1,0 +1,191 @@
+"""订单中心 screens and REST resources: checkout (Storefront), trades, orders."""
+from flask import request
+from flask_appbuilder.api import BaseApi
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema, fields, validate
+
+from app.extensions import db
+from models.order import ORDER_STATUS_LABELS, Order, Trade
+from services import inventory, order
+from services.errors import BadRequestError
+from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
+from views.openapi import OpenApiErrorsMixin
+from views.schema import json_body, load_or_422
+
+CHECKOUT_DOC = """
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    member_id: {type: integer}
+                    address_id: {type: integer}
+                    lines:
+                      type: array
+                      items:
+                        type: object
+                        properties: {sku_id: {type: integer}, quantity: {type: integer}}
+                    coupon_codes: {type: array, items: {type: string}}
+                    points: {type: integer}
+                    client: {type: object}
+                  required: [member_id, address_id, lines]
+"""
+
+
+class CheckoutSchema(Schema):
+    member_id = fields.Raw(required=True)
+    address_id = fields.Raw(required=True)
+    lines = fields.List(fields.Dict(), required=True)
+    coupon_codes = fields.List(fields.String(), load_default=list)
+    points = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+    client = fields.Dict(load_default=dict)
+
+
+class CheckoutApi(OpenApiErrorsMixin, BaseApi):
+    resource_name = "checkout"
+    center = "checkout"
+    openapi_spec_tag = "Checkout"
+
+    @api_action("/quote", "post")
+    def quote(self):
+        body = load_or_422(CheckoutSchema(), json_body())
+        return self.response(200, result=order.quote(body))
+
+    @api_action("/place", "post")
+    def place(self):
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            raise BadRequestError("Send an Idempotency-Key header",
+                                  {"idempotency_key": ["Missing."]})
+        body = load_or_422(CheckoutSchema(), json_body())
+        try:
+            trade, _created = order.place(body, key)
+        except inventory.ShortStockError as short:
+            db.session.rollback()
+            return self.response(409, message=short.message, errors=short.errors,
+                                 short=short.short)
+        db.session.commit()
+        return self.response(201, result=order.trade_result(trade))
+
+    quote.__doc__ = ("What a cart costs now (nothing is reserved)" + CHECKOUT_DOC +
+                     "          responses:\n            200: {description: Lines and amounts}\n")
+    place.__doc__ = ("Place the order: one trade, one order per shop, stock reserved for every "
+                     "line; needs an Idempotency-Key header" + CHECKOUT_DOC +
+                     "          responses:\n            201: {description: The trade}\n")
+
+
+class ReasonSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+TRADE_COLUMNS = ["id", "trade_no", "member_id", "status", "goods_amount", "discount_amount",
+                 "freight", "payable", "created_at", "paid_at"]
+
+
+class TradeApi(ReadOnlyModelApi):
+    """Trades span shops: staff and the storefront only (merchants see their orders)."""
+
+    resource_name = "trade"
+    datamodel = SQLAInterface(Trade)
+    center = "trade"
+    include_route_methods = {"get", "get_list", "info", "cancel", "mark_paid"}
+    list_columns = TRADE_COLUMNS
+    show_columns = TRADE_COLUMNS + ["address"]
+    search_columns = ["trade_no", "member_id", "status", "created_at"]
+    order_columns = ["id", "created_at", "payable"]
+    base_order = ("id", "desc")
+
+    def _step(self, pk, step):
+        body = load_or_422(ReasonSchema(), json_body())
+        order.visible_trade(pk)
+        trade = step(pk, body["reason"])
+        db.session.commit()
+        return self.response(200, result=order.trade_result(trade))
+
+    @api_action("/<int:pk>/cancel", "cancel")
+    def cancel(self, pk):
+        """Cancel an unpaid trade; its stock is released
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: The trade, cancelled}
+        """
+        return self._step(pk, order.cancel_trade)
+
+    @api_action("/<int:pk>/mark-paid", "mark_paid")
+    def mark_paid(self, pk):
+        """Record an offline payment (staff)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: The trade, paid}
+        """
+        return self._step(pk, order.mark_paid)
+
+
+ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
+                 "goods_amount", "discount_amount", "freight", "payable", "created_at", "paid_at"]
+
+
+class OrderApi(ReadOnlyModelApi):
+    resource_name = "order"
+    datamodel = SQLAInterface(Order)
+    center = "order"
+    list_columns = ORDER_COLUMNS
+    show_columns = ORDER_COLUMNS + ["seller_remark", "line_items", "history"]
+    search_columns = ["order_no", "shop_id", "member_id", "status", "created_at"]
+    order_columns = ["id", "created_at", "payable"]
+    base_order = ("id", "desc")
+
+
+STATUS_FORMAT = {"status": lambda status: ORDER_STATUS_LABELS.get(status, status)}
+
+
+class TradeView(ReadOnlyModelView):
+    datamodel = SQLAInterface(Trade)
+    center = "trade"
+    list_title = _l("Trades")
+    label_columns = {"trade_no": _l("Trade no."), "member": _l("Member"), "status": _l("Status"),
+                     "payable": _l("Payable"), "created_at": _l("Created at"),
+                     "paid_at": _l("Paid at"), "goods_amount": _l("Goods amount")}
+    list_columns = ["trade_no", "member", "status", "payable", "created_at", "paid_at"]
+    show_columns = ["trade_no", "member", "status", "goods_amount", "payable", "created_at",
+                    "paid_at"]
+    search_columns = ["trade_no", "member", "status", "created_at"]
+    formatters_columns = STATUS_FORMAT
+    base_order = ("id", "desc")
+
+
+class OrderView(ReadOnlyModelView):
+    datamodel = SQLAInterface(Order)
+    center = "order"
+    list_title = _l("Orders")
+    label_columns = {"order_no": _l("Order no."), "shop": _l("Shop"), "status": _l("Status"),
+                     "payable": _l("Payable"), "created_at": _l("Created at"),
+                     "line_items": _l("Lines"), "history": _l("Timeline"),
+                     "paid_at": _l("Paid at")}
+    list_columns = ["order_no", "shop", "status", "payable", "created_at"]
+    show_columns = ["order_no", "shop", "status", "payable", "line_items", "history",
+                    "created_at", "paid_at"]
+    search_columns = ["order_no", "shop", "status", "created_at"]
+    formatters_columns = {
+        **STATUS_FORMAT,
+        "line_items": lambda lines: "\n".join(
+            f"{x['sku_code']} {x['title']} × {x['quantity']} = {x['payable']}" for x in lines),
+        "history": lambda steps: "\n".join(
+            f"{s['at'][:19]} {s['from'] or '-'} → {s['to']} ({s['actor']})"
+            + (f": {s['note']}" if s["note"] else "") for s in steps),
+    }
+    base_order = ("id", "desc")
