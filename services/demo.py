@@ -57,3 +57,4 @@ def load_products() -> None:
     for code in ("A", "B"):
         demo_product.load_shop_products(Shop.query.filter_by(code=code).one())
     demo_product.load_stock()
+    demo_product.load_members_and_trades()

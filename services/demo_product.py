@@ -143,3 +143,48 @@ def load_stock() -> int:
             made += 1
         db.session.commit()
     return made
+
+
+DEMO_MEMBERS = [("buyer_li", "李雷", "13800001111", "310000", "310100", "310104", "漕溪北路 88 号"),
+                ("buyer_han", "韩梅梅", "13900002222", "440000", "440100", "440106", "天河路 385 号"),
+                ("buyer_wang", "王小明", "13700003333", "110000", "110100", "110105", "建国路 93 号")]
+
+
+def load_members_and_trades() -> int:
+    """Members with addresses, and trades unpaid, paid and cancelled (once)."""
+    from models.member import Member, MemberAddress
+    from models.order import Trade
+    from models.product import Sku, SpuStatus
+    from services import order
+
+    for account, name, phone, province, city, district, detail in DEMO_MEMBERS:
+        if Member.query.filter_by(account=account).first() is None:
+            member = Member(account=account, name=name, phone=phone)
+            db.session.add(member)
+            db.session.flush()
+            db.session.add(MemberAddress(member_id=member.id, recipient=name, phone=phone,
+                                         province_code=province, city_code=city,
+                                         district_code=district, detail=detail,
+                                         is_default=True))
+    db.session.commit()
+    if Trade.query.count():
+        return 0
+    on_sale = [sku for sku in Sku.query.order_by(Sku.id)
+               if sku.spu.status == SpuStatus.on_sale][:6]
+    made = 0
+    with acting_as(Actor(name="storefront", authenticated=True)):
+        for n, member in enumerate(Member.query.order_by(Member.id)):
+            address = member.addresses[0]
+            lines = [{"sku_id": on_sale[n].id, "quantity": 1},
+                     {"sku_id": on_sale[-1 - n].id, "quantity": 2}]
+            trade, _ = order.place({"member_id": member.id, "address_id": address.id,
+                                    "lines": lines}, f"demo-{member.account}")
+            db.session.commit()
+            if n == 1:
+                with acting_as(Actor(name="ops", authenticated=True)):
+                    order.mark_paid(trade.id, "demo offline payment")
+            if n == 2:
+                order.cancel_trade(trade.id, "demo: buyer changed mind")
+            db.session.commit()
+            made += 1
+    return made

@@ -112,5 +112,10 @@ def test_demo_products_cover_every_status_with_sku_grids(app, monkeypatch):
 
     assert Warehouse.query.count() == 2
     assert {s.sku_id for s in Stock.query} == {s.id for s in Sku.query}
+    from models.member import Member
+    from models.order import Trade
+
+    assert Member.query.count() == 3
+    assert {t.status.value for t in Trade.query} == {"pending_payment", "paid", "cancelled"}
     leaf = next(c for c in Category.query if product.is_leaf(c))
     assert {a.kind.value for a in product.attributes_of(leaf)} == {"key", "non_key", "sales"}
