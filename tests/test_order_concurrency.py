@@ -102,3 +102,24 @@ def test_control_without_the_trade_lock_both_steps_win(app, placed, monkeypatch)
     outcomes = together(app, lambda: order.cancel_trade(trade_id, "buyer cancelled").id,
                         lambda: order.mark_paid(trade_id, "paid offline").id)
     assert outcomes == [trade_id, trade_id]
+
+
+def test_timeout_and_payment_at_the_same_moment_one_wins(app, placed):
+    """The unpaid-timeout job and a payment racing: never both, stock released at most once."""
+    from datetime import timedelta
+
+    from services import clock
+
+    trade_id = placed["trade_id"]
+    clock.set_now(clock.now() + timedelta(minutes=app.config["UNPAID_TIMEOUT_MINUTES"] + 1))
+    outcomes = together(app, order.cancel_unpaid_trades,
+                        lambda: order.mark_paid(trade_id, "paid offline").id)
+    db.session.expire_all()
+    trade = db.session.get(Trade, trade_id)
+    stock = Stock.query.one()
+    if outcomes[0] == 1:
+        assert isinstance(outcomes[1], order.IllegalOrderTransitionError)
+        assert trade.status == "cancelled" and stock.reserved == 0
+    else:
+        assert outcomes == [0, trade_id]
+        assert trade.status == "paid" and stock.reserved == 2
