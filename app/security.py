@@ -42,7 +42,7 @@ ROLES: dict[str, dict[str, str]] = {
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
-                 "catalog": READ, "inventory": WRITE, "order": READ},
+                 "catalog": READ, "inventory": WRITE, "order": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,

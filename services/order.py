@@ -25,6 +25,8 @@ from services.actor import current_actor, scope_query
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish
+from services.audit import set_reason
+from services.money import allocate
 from services.scheduler import scheduled
 
 ZERO = Decimal("0.00")
@@ -305,6 +307,45 @@ def cancel_unpaid_trades() -> int:
         except IllegalOrderTransitionError:
             db.session.rollback()
     return cancelled
+
+
+def change_order_price(order_id: int, payable, reason: str) -> Order:
+    """改价: set an unpaid order's payable (0 ≤ payable ≤ goods amount); the difference is
+    apportioned over its lines to the cent (largest remainder) and the trade follows."""
+    reason = _required(reason)
+    if not isinstance(payable, Decimal) or payable < 0:
+        raise ValidationFailed.field("payable", "Must not be negative.")
+    found = visible_order(order_id)
+    trade = trade_for_update(found.trade_id)
+    target = next(o for o in trade.orders if o.id == found.id)
+    if OrderStatus(target.status) != OrderStatus.pending_payment:
+        raise IllegalOrderTransitionError("Only an unpaid order's price can change",
+                                          {"status": [OrderStatus(target.status).value]})
+    if payable > target.goods_amount:
+        raise ValidationFailed.field("payable", "At most the goods amount.")
+    old = target.payable
+    shares = allocate(payable, [line.amount for line in target.lines])
+    for line, share in zip(target.lines, shares):
+        line.payable, line.discount = share, line.amount - share
+    target.payable, target.discount_amount = payable, target.goods_amount - payable
+    trade.payable = sum((o.payable for o in trade.orders), ZERO)
+    trade.discount_amount = sum((o.discount_amount for o in trade.orders), ZERO)
+    status = OrderStatus(target.status).value
+    target.timeline.append(OrderEvent(shop_id=target.shop_id, from_status=status,
+                                      to_status=status, actor=current_actor().name,
+                                      note=f"price {old:.2f} → {payable:.2f}: {reason}",
+                                      created_at=now()))
+    set_reason(db.session, reason)
+    publish("order.price_changed", {"order_id": target.id, "old": f"{old:.2f}",
+                                    "new": f"{payable:.2f}"}, shop_id=target.shop_id)
+    return target
+
+
+def visible_order(order_id: int) -> Order:
+    found = scope_query(db.session.query(Order), Order).filter(Order.id == order_id).one_or_none()
+    if found is None:
+        raise NotFoundError("Not found")
+    return found
 
 
 def visible_trade(trade_id: int) -> Trade:

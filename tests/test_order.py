@@ -188,3 +188,40 @@ def test_merchants_see_their_own_orders_only_and_no_trades(api, cart, shops):
     assert {o["shop_id"] for o in mine["result"]} == {shops["A"].id}
     assert api("merchant_a").get("/api/v1/trade/").status_code == 403
     assert Order.query.count() == 2
+
+
+def test_merchant_changes_an_unpaid_orders_price_apportioned_to_the_cent(api, cart, shops):
+    result = place(api, body(cart, 2, 1, 1)).json["result"]
+    order_a = result["orders"][0]
+    answer = api("merchant_a").post(f"/api/v1/order/{order_a['id']}/change-price",
+                                    json={"payable": "200.00", "reason": "regular customer"})
+    assert answer.status_code == 200, answer.json
+    lines = answer.json["result"]["line_items"]
+    assert [line["payable"] for line in lines] == ["133.33", "66.67"]
+    assert sum(Decimal(line["payable"]) for line in lines) == Decimal("200.00")
+    db.session.expire_all()
+    trade = db.session.get(Trade, result["id"])
+    assert trade.payable == Decimal("299.00") and trade.discount_amount == Decimal("97.00")
+    assert answer.json["result"]["history"][-1]["note"] == "price 297.00 → 200.00: regular customer"
+
+
+@pytest.mark.parametrize("payload, status, field", [
+    ({"payable": "-1", "reason": "x"}, 422, "payable"),
+    ({"payable": "500.00", "reason": "x"}, 422, "payable"),
+    ({"payable": "10.00", "reason": ""}, 422, "reason"),
+])
+def test_bad_price_changes_are_refused(api, cart, payload, status, field):
+    order_id = place(api, body(cart, 1, 0, 0)).json["result"]["orders"][0]["id"]
+    answer = api("merchant_a").post(f"/api/v1/order/{order_id}/change-price", json=payload)
+    assert answer.status_code == status and field in answer.json["errors"]
+
+
+def test_price_of_a_paid_or_foreign_order_cannot_change(api, cart, shops):
+    result = place(api, body(cart, 1, 0, 1)).json["result"]
+    order_b = result["orders"][1]
+    assert api("merchant_a").post(f"/api/v1/order/{order_b['id']}/change-price",
+                                  json={"payable": "1.00", "reason": "x"}).status_code == 404
+    api("OrderOps").post(f"/api/v1/trade/{result['id']}/mark-paid", json={"reason": "paid"})
+    order_a = result["orders"][0]
+    assert api("merchant_a").post(f"/api/v1/order/{order_a['id']}/change-price",
+                                  json={"payable": "1.00", "reason": "x"}).status_code == 409

@@ -11,7 +11,7 @@ from services import inventory, order
 from services.errors import BadRequestError
 from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
-from views.schema import json_body, load_or_422
+from views.schema import MoneyField, json_body, load_or_422
 
 CHECKOUT_DOC = """
         ---
@@ -139,15 +139,41 @@ ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status",
                  "goods_amount", "discount_amount", "freight", "payable", "created_at", "paid_at"]
 
 
+class ChangePriceSchema(Schema):
+    payable = MoneyField(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
 class OrderApi(ReadOnlyModelApi):
     resource_name = "order"
     datamodel = SQLAInterface(Order)
     center = "order"
+    include_route_methods = {"get", "get_list", "info", "change_price"}
     list_columns = ORDER_COLUMNS
     show_columns = ORDER_COLUMNS + ["seller_remark", "line_items", "history"]
     search_columns = ["order_no", "shop_id", "member_id", "status", "created_at"]
     order_columns = ["id", "created_at", "payable"]
     base_order = ("id", "desc")
+
+    @api_action("/<int:pk>/change-price", "change_price")
+    def change_price(self, pk):
+        """改价: set an unpaid order's payable, apportioned over its lines
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {payable: {type: string}, reason: {type: string}}
+                  required: [payable, reason]
+          responses:
+            200: {description: The order with its new amounts}
+        """
+        body = load_or_422(ChangePriceSchema(), json_body())
+        changed = order.change_order_price(pk, body["payable"], body["reason"])
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(changed))
 
 
 STATUS_FORMAT = {"status": lambda status: ORDER_STATUS_LABELS.get(status, status)}
