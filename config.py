@@ -66,6 +66,9 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
     )
     redis_url = env.get("REDIS_URL") or None
     max_upload_mb = int(env.get("MAX_UPLOAD_MB", "5"))
+    unpaid_timeout = int(env.get("UNPAID_TIMEOUT_MINUTES", "30"))
+    if unpaid_timeout < 1:
+        raise ConfigurationError("UNPAID_TIMEOUT_MINUTES must be at least 1")
     return {
         "HOUTAI_ENV": houtai_env,
         "SECRET_KEY": secret_key,
@@ -79,7 +82,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": max_upload_mb * 1024 * 1024 + 64 * 1024,
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
-        "UNPAID_TIMEOUT_MINUTES": int(env.get("UNPAID_TIMEOUT_MINUTES", "30")),
+        "UNPAID_TIMEOUT_MINUTES": unpaid_timeout,
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

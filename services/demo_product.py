@@ -181,7 +181,7 @@ def load_members_and_trades() -> int:
                                     "lines": lines}, f"demo-{member.account}")
             db.session.commit()
             if n == 1:
-                with acting_as(Actor(name="ops", authenticated=True)):
+                with acting_as(Actor(name="admin", authenticated=True)):
                     order.mark_paid(trade.id, "demo offline payment")
             if n == 2:
                 order.cancel_trade(trade.id, "demo: buyer changed mind")

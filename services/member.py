@@ -30,10 +30,31 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def mask_text(text: str | None) -> str | None:
-    """Keep the first two characters of an address detail or a name."""
+    """Keep the first two characters of an address detail."""
     if not text:
         return text
     return text[:2] + "*" * max(len(text) - 2, 1)
+
+
+def mask_name(text: str | None) -> str | None:
+    """Keep a name's first character (李**)."""
+    if not text:
+        return text
+    return text[:1] + "*" * max(len(text) - 1, 1)
+
+
+MEMBER_STATUSES = ("active", "frozen")
+
+
+def check_member(member: Member) -> None:
+    errors = {}
+    member.status = member.status or "active"
+    if member.status not in MEMBER_STATUSES:
+        errors["status"] = [f"One of: {', '.join(MEMBER_STATUSES)}."]
+    if member.phone and not PHONE.match(member.phone):
+        errors["phone"] = ["Not a phone number."]
+    if errors:
+        raise ValidationFailed("Validation failed", errors)
 
 
 def check_address(address: MemberAddress) -> None:

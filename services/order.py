@@ -152,9 +152,8 @@ def place(body: dict, key: str) -> tuple[Trade, bool]:
     member, address = _member_and_address(body)
     priced = _priced(_checked_lines(body.get("lines")))
     trade = _new_trade(member, address, priced)
-    reservations = inventory.reserve([(p["sku"].id, p["quantity"]) for p in priced],
-                                     trade.trade_no)
-    _attach_reservations(trade, reservations)
+    # Claim the key before reserving: a concurrent duplicate waits here for the first request
+    # and answers its trade, instead of racing it for the stock.
     db.session.add(IdempotencyKey(caller=current_actor().name, key=key,
                                   request_hash=_request_hash(body), trade_id=trade.id))
     try:
@@ -166,6 +165,9 @@ def place(body: dict, key: str) -> tuple[Trade, bool]:
             raise ConflictError("A request with this key is being handled",
                                 {"idempotency_key": ["Retry shortly."]})
         return existing, False
+    reservations = inventory.reserve([(p["sku"].id, p["quantity"]) for p in priced],
+                                     trade.trade_no)
+    _attach_reservations(trade, reservations)
     publish("trade.placed", {"trade_id": trade.id})
     return trade, True
 
@@ -315,6 +317,7 @@ def change_order_price(order_id: int, payable, reason: str) -> Order:
     reason = _required(reason)
     if not isinstance(payable, Decimal) or payable < 0:
         raise ValidationFailed.field("payable", "Must not be negative.")
+    set_reason(db.session, reason)
     found = visible_order(order_id)
     trade = trade_for_update(found.trade_id)
     target = next(o for o in trade.orders if o.id == found.id)
@@ -335,7 +338,6 @@ def change_order_price(order_id: int, payable, reason: str) -> Order:
                                       to_status=status, actor=current_actor().name,
                                       note=f"price {old:.2f} → {payable:.2f}: {reason}",
                                       created_at=now()))
-    set_reason(db.session, reason)
     publish("order.price_changed", {"order_id": target.id, "old": f"{old:.2f}",
                                     "new": f"{payable:.2f}"}, shop_id=target.shop_id)
     return target

@@ -62,3 +62,17 @@ def test_one_default_address_per_member(api, buyer):
                       json=address_body(buyer.id, is_default=True)).json["id"]
     defaults = {a.id: a.is_default for a in MemberAddress.query.filter_by(member_id=buyer.id)}
     assert defaults == {first: False, second: True}
+
+
+def test_member_status_and_phone_are_checked(api, users):
+    ops = api("Operations")
+    answer = ops.post("/api/v1/member/", json={"account": "x1", "name": "X", "status": "whatever"})
+    assert answer.status_code == 422 and "status" in answer.json["errors"]
+    answer = ops.post("/api/v1/member/", json={"account": "x2", "name": "X", "phone": "call me"})
+    assert answer.status_code == 422 and "phone" in answer.json["errors"]
+
+
+def test_names_are_masked_to_their_first_character(api, buyer):
+    api("Operations").post("/api/v1/member_address/", json=address_body(buyer.id, recipient="李雷"))
+    address = api("CustomerService").get("/api/v1/member_address/").json["result"][0]
+    assert address["recipient"] == "李*"

@@ -225,3 +225,29 @@ def test_price_of_a_paid_or_foreign_order_cannot_change(api, cart, shops):
     order_a = result["orders"][0]
     assert api("merchant_a").post(f"/api/v1/order/{order_a['id']}/change-price",
                                   json={"payable": "1.00", "reason": "x"}).status_code == 409
+
+
+def test_order_list_pages_by_cursor_newest_first(api, cart, shops):
+    for n in range(5):
+        place(api, body(cart, 1, 0, 0), key=f"page-{n}")
+    admin = api("Admin")
+    first = admin.get("/api/v1/order/?q=(page_size:2)").json
+    assert len(first["ids"]) == 2 and first["next_cursor"]
+    seen = list(first["ids"])
+    cursor = first["next_cursor"]
+    while cursor:
+        page = admin.get(f"/api/v1/order/?q=(page_size:2)&cursor={cursor}").json
+        seen += page["ids"]
+        cursor = page["next_cursor"]
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 5
+    assert admin.get("/api/v1/order/?cursor=not-a-cursor").status_code == 400
+
+
+def test_cursor_pages_keep_the_shop_filter(api, cart, shops):
+    for n in range(3):
+        place(api, body(cart, 1, 0, 1), key=f"mixed-{n}")
+    merchant = api("merchant_a")
+    first = merchant.get("/api/v1/order/?q=(page_size:1)").json
+    rest = merchant.get(f"/api/v1/order/?q=(page_size:10)&cursor={first['next_cursor']}").json
+    assert {o["shop_id"] for o in first["result"] + rest["result"]} == {shops["A"].id}
+    assert len(first["ids"] + rest["ids"]) == 3 and rest["next_cursor"] is None

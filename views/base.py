@@ -367,7 +367,40 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             if item["opr"] not in operations:
                 raise BadRequestError("Invalid filters", {
                     "q": [f"Filter operation {item['opr']!r} not allowed on column {item['col']!r}."]})
-        return super()._handle_filters_args(rison_args)
+        joined = super()._handle_filters_args(rison_args)
+        if self._keyset():
+            from flask_appbuilder.models.sqla.filters import FilterSmaller
+
+            joined.add_filter(self.datamodel.get_pk_name(), FilterSmaller,
+                              decode_cursor(request.args["cursor"]))
+        return joined
+
+    # -- keyset pagination: ?cursor=<next_cursor of the previous page>, newest first ---------
+    keyset_pagination = False
+
+    def _keyset(self) -> bool:
+        return self.keyset_pagination and bool(request.args.get("cursor"))
+
+    def _handle_order_args(self, rison_args):
+        if self._keyset():
+            return self.datamodel.get_pk_name(), "desc"
+        return super()._handle_order_args(rison_args)
+
+    def _handle_page_args(self, rison_args):
+        page, page_size = super()._handle_page_args(rison_args)
+        from flask import g
+
+        g.houtai_page_size = page_size
+        return (0 if self._keyset() else page), page_size
+
+    def pre_get_list(self, data):
+        """Every list answer of a keyset resource carries `next_cursor` (None at the end)."""
+        if self.keyset_pagination:
+            from flask import g
+
+            ids = data.get("ids") or []
+            full = len(ids) >= (getattr(g, "houtai_page_size", None) or self.page_size)
+            data["next_cursor"] = encode_cursor(ids[-1]) if ids and full else None
 
     def get_list_headless(self, **kwargs):
         return self._read(super().get_list_headless, **kwargs)
@@ -426,6 +459,28 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
         return self.response(200, message="OK")
 
 
+def encode_cursor(last_id: int) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a cursor points after; 400 for anything that is not one of ours."""
+    import base64
+    import binascii
+
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "id" or not value.isdigit() or int(value) > 2**31:
+            raise ValueError(text)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRequestError("Invalid cursor", {"cursor": ["Not a cursor of this list."]}) \
+            from exc
+
+
 def _unique_column_sets(table) -> list[list]:
     """Every set of columns that must be unique together (single-column ones included)."""
     from sqlalchemy import UniqueConstraint
@@ -438,9 +493,16 @@ def _unique_column_sets(table) -> list[list]:
 
 
 class ReadOnlyModelApi(HoutaiModelApi):
-    """A resource that is only read: POST/PUT/DELETE are not routed (405)."""
+    """A resource that is only read: POST/PUT/DELETE are not routed (405), and `_info`
+    offers no add/edit fields (whose dropdowns would list related rows)."""
 
     include_route_methods = {"get", "get_list", "info"}
+
+    def merge_add_field_info(self, response, **kwargs):
+        response["add_columns"] = []
+
+    def merge_edit_field_info(self, response, **kwargs):
+        response["edit_columns"] = []
 
 
 def _model_of_table(table):

@@ -13,7 +13,8 @@ from views.schema import json_body, load_or_422
 MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
 ADDRESS_COLUMNS = ["id", "member_id", "recipient", "phone", "province_code", "city_code",
                    "district_code", "detail", "is_default"]
-MASKS = {"phone": member.mask_phone, "detail": member.mask_text, "recipient": member.mask_text}
+MASKS = {"phone": member.mask_phone, "detail": member.mask_text, "recipient": member.mask_name,
+         "name": member.mask_name}
 
 
 def _masked(value, field):
@@ -37,9 +38,11 @@ class MaskingApiMixin:
     """Masks the answers of get and list (FAB's pre_get hooks)."""
 
     def pre_get(self, data):
+        super().pre_get(data)
         mask_rows([data["result"]])
 
     def pre_get_list(self, data):
+        super().pre_get_list(data)
         mask_rows(data["result"])
 
 
@@ -56,14 +59,24 @@ class MemberAddressView(HoutaiModelView):
                     "district_code", "detail", "is_default"]
     add_columns = show_columns
     edit_columns = show_columns
-    search_columns = ["member", "recipient", "district_code"]
+    search_columns = ["member", "district_code"]
     formatters_columns = masking_formatters(show_columns)
 
     def pre_add(self, item):
-        member.check_address(item)
+        _screen_rule(member.check_address, item)
+        db.session.add(item)
+        db.session.flush()
+        member.make_default(item)
 
     def pre_update(self, item):
-        member.check_address(item)
+        _screen_rule(member.check_address, item)
+        member.make_default(item)
+
+
+def _screen_rule(rule, item):
+    from views.product import _form_rule
+
+    _form_rule(rule, item)
 
 
 class MemberView(HoutaiModelView):
@@ -76,9 +89,15 @@ class MemberView(HoutaiModelView):
     show_columns = list_columns
     add_columns = ["account", "name", "phone", "status"]
     edit_columns = add_columns
-    search_columns = ["account", "name", "status"]
+    search_columns = ["account", "status"]
     formatters_columns = masking_formatters(show_columns)
     related_views = [MemberAddressView]
+
+    def pre_add(self, item):
+        _screen_rule(member.check_member, item)
+
+    def pre_update(self, item):
+        _screen_rule(member.check_member, item)
 
 
 class MemberApi(MaskingApiMixin, HoutaiModelApi):
@@ -91,7 +110,12 @@ class MemberApi(MaskingApiMixin, HoutaiModelApi):
     edit_columns = add_columns
     search_columns = ["account", "name", "status"]
     order_columns = ["id", "account", "created_at"]
-    validators_columns = {"status": validate.OneOf(["active", "frozen"])}
+
+    def pre_add(self, item):
+        member.check_member(item)
+
+    def pre_update(self, item):
+        member.check_member(item)
 
     @api_action("/<int:pk>/reveal", "reveal")
     def reveal(self, pk):

@@ -1,4 +1,6 @@
 """订单中心 screens and REST resources: checkout (Storefront), trades, orders."""
+from datetime import datetime
+
 from flask import request
 from flask_appbuilder.api import BaseApi
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -8,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from app.extensions import db
 from models.order import ORDER_STATUS_LABELS, Order, Trade
 from services import inventory, order
+from services.clock import business_time_text
 from services.errors import BadRequestError
 from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
@@ -149,9 +152,10 @@ class OrderApi(ReadOnlyModelApi):
     datamodel = SQLAInterface(Order)
     center = "order"
     include_route_methods = {"get", "get_list", "info", "change_price"}
+    keyset_pagination = True
     list_columns = ORDER_COLUMNS
     show_columns = ORDER_COLUMNS + ["seller_remark", "line_items", "history"]
-    search_columns = ["order_no", "shop_id", "member_id", "status", "created_at"]
+    search_columns = ["order_no", "trade_id", "shop_id", "member_id", "status", "created_at"]
     order_columns = ["id", "created_at", "payable"]
     base_order = ("id", "desc")
 
@@ -211,7 +215,8 @@ class OrderView(ReadOnlyModelView):
         "line_items": lambda lines: "\n".join(
             f"{x['sku_code']} {x['title']} × {x['quantity']} = {x['payable']}" for x in lines),
         "history": lambda steps: "\n".join(
-            f"{s['at'][:19]} {s['from'] or '-'} → {s['to']} ({s['actor']})"
-            + (f": {s['note']}" if s["note"] else "") for s in steps),
+            f"{business_time_text(datetime.fromisoformat(s['at']))} {s['from'] or '-'} → "
+            f"{s['to']} ({s['actor']})" + (f": {s['note']}" if s["note"] else "")
+            for s in steps),
     }
     base_order = ("id", "desc")
