@@ -72,10 +72,7 @@ def test_every_shop_owned_view_is_isolated(app, shops):
 
 
 def test_real_merchant_role_is_isolated_too(app, shops, users):
-    class Merchant(ProbeClient):
-        pass
-
-    merchant = Merchant(app, "merchant_a")
+    merchant = ProbeClient(app, "merchant_a")
     assert Walk(app, merchant, shops["A"], shops["B"]).run(shop_owned_views(app.appbuilder)) == []
 
 
