@@ -17,6 +17,7 @@
 | HOUTAI_QUEUE | `houtai`: the RQ queue name |
 | HOUTAI_LOCALE | `zh`: the console's default language |
 | UNPAID_TIMEOUT_MINUTES | 30: `houtai tick` cancels trades unpaid for longer |
+| AUTO_CONFIRM_DAYS | 10: `houtai tick` completes orders delivered this long ago |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -83,6 +84,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         "UNPAID_TIMEOUT_MINUTES": unpaid_timeout,
+        "AUTO_CONFIRM_DAYS": int(env.get("AUTO_CONFIRM_DAYS", "10")),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

@@ -22,31 +22,33 @@ READ, WRITE, MANAGE = "read", "write", "manage"
 READ_REVEAL = "read+reveal"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Decisions reserved to platform staff (MANAGE): WRITE grants everything else.
-REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid"}
+REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid", "can_deliver"}
 
 # Staff roles: one per staff function. Later centers add their own rows here.
-ROLES: dict[str, dict[str, str]] = {
+# A grant is a level, or (level, {extra permission names}).
+ROLES: dict[str, dict[str, object]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
-    "OrderOps": {"order": MANAGE, "trade": MANAGE, "shop": READ, "product": READ, "catalog": READ,
+    "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
                  "inventory": READ, "member": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ, "member": READ_REVEAL},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
     "Finance": {"finance": WRITE, "shop": READ},
-    "Warehouse": {"wms": WRITE, "inventory": WRITE},
+    "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
-                 "catalog": READ, "inventory": WRITE, "order": WRITE},
+                 "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
-                   "member": WRITE, "checkout": WRITE, "order": READ, "trade": WRITE},
+                   "member": WRITE, "checkout": WRITE, "order": (READ, {"can_confirm_receipt"}),
+                   "trade": WRITE},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}
@@ -228,7 +230,9 @@ def desired_permissions(appbuilder, role: str) -> set[tuple[str, str]]:
         level = grants.get(view.center)
         if level is None or (role in API_ONLY_ROLES and not isinstance(view, BaseApi)):
             continue
+        level, extras = level if isinstance(level, tuple) else (level, set())
         permissions = set(view.base_permissions)
+        wanted |= {(p, view.class_permission_name) for p in permissions & extras}
         if level == READ:
             permissions &= READ_PERMISSIONS
         elif level == READ_REVEAL:

@@ -76,7 +76,9 @@ class Order(ShopOwnedMixin, db.Model):
     seller_remark = Column(String(255), nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     paid_at = Column(UTCDateTime, nullable=True)
+    delivered_at = Column(UTCDateTime, nullable=True)
     trade = relationship("Trade", back_populates="orders")
+    notices = relationship("ShippingNotice", order_by="ShippingNotice.id")
     lines = relationship("OrderLine", back_populates="order", order_by="OrderLine.id")
     timeline = relationship("OrderEvent", order_by="OrderEvent.id")
     reservations = relationship("OrderReservation", order_by="OrderReservation.stock_id")
@@ -168,3 +170,38 @@ class IdempotencyKey(db.Model):
     request_hash = Column(String(64), nullable=False)
     trade_id = Column(Integer, ForeignKey("trade.id"), nullable=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class NoticeStatus(str, enum.Enum):
+    pending = "pending"
+    assigned = "assigned"
+    picking = "picking"
+    packed = "packed"
+    shipped = "shipped"
+    held = "held"
+    cancelled = "cancelled"
+
+
+class ShippingNotice(ShopOwnedMixin, db.Model):
+    """发货通知单: one shipment of a paid order from one warehouse, handed to the warehouse."""
+
+    __tablename__ = "shipping_notice"
+    __table_args__ = (UniqueConstraint("order_id", "warehouse_id",
+                                       name="uq_shipping_notice_order_warehouse"),)
+
+    id = Column(Integer, primary_key=True)
+    notice_no = Column(String(32), nullable=False, unique=True)
+    order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
+    warehouse_id = Column(Integer, ForeignKey("warehouse.id"), nullable=False, index=True)
+    status = Column(Enum(NoticeStatus, native_enum=False, length=16, validate_strings=True),
+                    nullable=False, default=NoticeStatus.assigned)
+    # [{"sku_id", "quantity", "payable"}]: this shipment's part of the order, to the cent
+    lines = Column(JSON, nullable=False, default=list)
+    payable = Column(Money, nullable=False)
+    carrier = Column(String(64), nullable=True)
+    tracking_no = Column(String(64), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    shipped_at = Column(UTCDateTime, nullable=True)
+
+    def __repr__(self) -> str:
+        return self.notice_no

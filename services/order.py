@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from models.member import Member, MemberAddress
-from models.order import (IdempotencyKey, Order, OrderEvent, OrderLine, OrderReservation,
-                          OrderStatus, Trade)
+from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
+                          OrderReservation, OrderStatus, ShippingNotice, Trade)
 from models.product import Sku, Spu, SpuStatus
 from services import inventory
 from services.actor import current_actor, scope_query
@@ -37,6 +37,10 @@ MAX_LINES = 100
 ORDER_FLOW = {
     "pay": ({OrderStatus.pending_payment}, OrderStatus.paid),
     "cancel": ({OrderStatus.pending_payment}, OrderStatus.cancelled),
+    "fulfil": ({OrderStatus.paid}, OrderStatus.fulfilling),
+    "ship": ({OrderStatus.fulfilling}, OrderStatus.shipped),
+    "deliver": ({OrderStatus.shipped}, OrderStatus.delivered),
+    "complete": ({OrderStatus.delivered}, OrderStatus.completed),
 }
 
 
@@ -284,8 +288,140 @@ def mark_paid(trade_id: int, reason: str) -> Trade:
     trade.paid_at = now()
     for order in trade.orders:
         order.paid_at = trade.paid_at
+        split_into_notices(order)
     publish("trade.paid", {"trade_id": trade.id})
     return trade
+
+
+def split_into_notices(order: Order) -> list[ShippingNotice]:
+    """A paid order becomes one shipping notice per warehouse holding its stock; each line's
+    payable is apportioned over the warehouses by quantity, so the notices sum to the order."""
+    by_warehouse: dict[int, dict[int, int]] = {}
+    for reservation in order.reservations:
+        if not reservation.released:
+            lines = by_warehouse.setdefault(reservation.warehouse_id, {})
+            lines[reservation.sku_id] = lines.get(reservation.sku_id, 0) + reservation.quantity
+    warehouses = sorted(by_warehouse)
+    parts: dict[int, list[dict]] = {w: [] for w in warehouses}
+    for line in order.lines:
+        holders = [w for w in warehouses if line.sku_id in by_warehouse[w]]
+        if not holders:
+            raise ConflictError("The order's stock is no longer reserved",
+                                {"status": [OrderStatus(order.status).value]})
+        shares = allocate(line.payable, [Decimal(by_warehouse[w][line.sku_id]) for w in holders])
+        for warehouse_id, share in zip(holders, shares):
+            parts[warehouse_id].append({"sku_id": line.sku_id, "payable": f"{share:.2f}",
+                                        "quantity": by_warehouse[warehouse_id][line.sku_id]})
+    notices = []
+    for warehouse_id in warehouses:
+        notice = ShippingNotice(notice_no=_number("S"), shop_id=order.shop_id,
+                                warehouse_id=warehouse_id, lines=parts[warehouse_id],
+                                payable=sum((Decimal(p["payable"]) for p in parts[warehouse_id]),
+                                            ZERO), created_at=now())
+        order.notices.append(notice)
+        notices.append(notice)
+    _move_order(order, "fulfil", f"{len(notices)} shipping notice(s)")
+    db.session.flush()
+    for notice in notices:
+        publish("shipping_notice.created", {"notice_id": notice.id,
+                                            "warehouse_id": notice.warehouse_id},
+                shop_id=order.shop_id)
+    return notices
+
+
+def notice_for_update(notice_id: int) -> ShippingNotice:
+    notice = scope_query(db.session.query(ShippingNotice), ShippingNotice) \
+        .filter(ShippingNotice.id == notice_id).one_or_none()
+    if notice is None:
+        raise NotFoundError("Not found")
+    trade_for_update(db.session.get(Order, notice.order_id).trade_id)
+    db.session.refresh(notice)
+    return notice
+
+
+def ship_notice(notice_id: int, carrier: str, tracking_no: str) -> ShippingNotice:
+    """The warehouse shipped: stock leaves (on hand and reserved go down); when every notice
+    of the order has shipped, the order is shipped."""
+    errors = {}
+    if not isinstance(carrier, str) or not carrier.strip():
+        errors["carrier"] = ["Required."]
+    if not isinstance(tracking_no, str) or not tracking_no.strip():
+        errors["tracking_no"] = ["Required."]
+    if errors:
+        raise ValidationFailed("Validation failed", errors)
+    notice = notice_for_update(notice_id)
+    if NoticeStatus(notice.status) in (NoticeStatus.shipped, NoticeStatus.cancelled,
+                                       NoticeStatus.held):
+        raise IllegalOrderTransitionError(
+            f"Cannot ship a notice that is {NoticeStatus(notice.status).value}",
+            {"status": [NoticeStatus(notice.status).value]})
+    order = db.session.get(Order, notice.order_id)
+    held = [r for r in order.reservations
+            if r.warehouse_id == notice.warehouse_id and not r.released]
+    inventory.deduct([inventory.Reservation(r.stock_id, r.sku_id, r.warehouse_id, r.quantity)
+                      for r in held], notice.notice_no)
+    for row in held:
+        row.released = True
+    notice.status, notice.carrier, notice.tracking_no = NoticeStatus.shipped, carrier.strip(), \
+        tracking_no.strip()
+    notice.shipped_at = now()
+    if all(NoticeStatus(n.status) == NoticeStatus.shipped for n in order.notices):
+        _move_order(order, "ship", f"{carrier.strip()} {tracking_no.strip()}")
+        _follow_trade(order.trade)
+    publish("shipping_notice.shipped", {"notice_id": notice.id, "order_id": order.id},
+            shop_id=order.shop_id)
+    return notice
+
+
+def _follow_trade(trade: Trade) -> None:
+    """The trade's status follows its orders: the least advanced one."""
+    order_of_progress = [OrderStatus.pending_payment, OrderStatus.paid, OrderStatus.fulfilling,
+                         OrderStatus.shipped, OrderStatus.delivered, OrderStatus.completed]
+    statuses = [OrderStatus(o.status) for o in trade.orders]
+    if all(s in order_of_progress for s in statuses):
+        trade.status = min(statuses, key=order_of_progress.index)
+
+
+def _order_step(order_id: int, step: str, note: str | None) -> Order:
+    found = visible_order(order_id)
+    trade = trade_for_update(found.trade_id)
+    target = next(o for o in trade.orders if o.id == found.id)
+    _move_order(target, step, note)
+    if step == "deliver":
+        target.delivered_at = now()
+    _follow_trade(trade)
+    publish(f"order.{'delivered' if step == 'deliver' else 'completed'}",
+            {"order_id": target.id}, shop_id=target.shop_id)
+    return target
+
+
+def deliver_order(order_id: int) -> Order:
+    """Staff record delivery (until carrier tracking exists)."""
+    return _order_step(order_id, "deliver", None)
+
+
+def confirm_receipt(order_id: int) -> Order:
+    """The buyer confirms receipt: the order completes."""
+    return _order_step(order_id, "complete", "receipt confirmed")
+
+
+@scheduled("orders.auto_confirm")
+def auto_confirm_delivered() -> int:
+    """自动确认收货: delivered orders older than AUTO_CONFIRM_DAYS complete."""
+    deadline = now() - timedelta(days=current_app.config["AUTO_CONFIRM_DAYS"])
+    due = db.session.scalars(select(Order.id).where(
+        Order.status == OrderStatus.delivered, Order.delivered_at <= deadline)
+        .order_by(Order.id)).all()
+    db.session.rollback()
+    done = 0
+    for order_id in due:
+        try:
+            _order_step(order_id, "complete", "auto-confirmed")
+            db.session.commit()
+            done += 1
+        except IllegalOrderTransitionError:
+            db.session.rollback()
+    return done
 
 
 def unpaid_deadline():

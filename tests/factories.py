@@ -16,7 +16,7 @@ from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
-from models.order import Order
+from models.order import Order, ShippingNotice
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -171,7 +171,19 @@ def _ledger_row(shop: Shop) -> StockLedger:
     return StockLedger.query.filter_by(stock_id=stock.id).first()
 
 
+def _notice_row(shop: Shop) -> ShippingNotice:
+    """A paid order's shipping notice (payment splits the order per warehouse)."""
+    from services import order as orders
+
+    placed = make_order(shop)
+    with acting_as(Actor.system("factory")):
+        orders.mark_paid(placed.trade_id, "factory payment")
+        db.session.commit()
+    return ShippingNotice.query.filter_by(order_id=placed.id).first()
+
+
 ROW_FACTORIES = {
+    ShippingNotice: _notice_row,
     Order: lambda shop: make_order(shop),
     Warehouse: make_warehouse,
     Stock: _stock_row,

@@ -251,3 +251,60 @@ def test_cursor_pages_keep_the_shop_filter(api, cart, shops):
     rest = merchant.get(f"/api/v1/order/?q=(page_size:10)&cursor={first['next_cursor']}").json
     assert {o["shop_id"] for o in first["result"] + rest["result"]} == {shops["A"].id}
     assert len(first["ids"] + rest["ids"]) == 3 and rest["next_cursor"] is None
+
+
+def test_payment_splits_orders_per_warehouse_and_shipping_moves_them_on(app, api, cart, shops):
+    from models.inventory import StockLedger
+    from models.order import ShippingNotice
+
+    second = make_warehouse(shops["A"])
+    stock_up(cart["skus"][0], second, 5)  # SKU 0 now in two warehouses of shop A: 5 + 5
+    result = place(api, body(cart, 8, 1, 1)).json["result"]
+    api("OrderOps").post(f"/api/v1/trade/{result['id']}/mark-paid", json={"reason": "paid"})
+    order_a = result["orders"][0]
+    notices = ShippingNotice.query.filter_by(order_id=order_a["id"]).order_by(
+        ShippingNotice.id).all()
+    assert len(notices) == 2
+    assert sum(n.payable for n in notices) == Decimal(order_a["payable"])
+    assert api("Admin").get(f"/api/v1/order/{order_a['id']}").json["result"]["status"] == \
+        "fulfilling"
+
+    for n, notice in enumerate(notices):
+        answer = api("merchant_a").post(f"/api/v1/shipping_notice/{notice.id}/ship",
+                                        json={"carrier": "SF", "tracking_no": f"SF{n}"})
+        assert answer.status_code == 200, answer.json
+    shown = api("Admin").get(f"/api/v1/order/{order_a['id']}").json["result"]
+    assert shown["status"] == "shipped"
+    assert StockLedger.query.filter_by(reason="deduct").count() == 3
+    again = api("merchant_a").post(f"/api/v1/shipping_notice/{notices[0].id}/ship",
+                                   json={"carrier": "SF", "tracking_no": "x"})
+    assert again.status_code == 409
+
+    assert api("Storefront").post(f"/api/v1/order/{order_a['id']}/deliver").status_code == 403
+    assert api("OrderOps").post(f"/api/v1/order/{order_a['id']}/deliver").json["result"][
+        "status"] == "delivered"
+    done = api("Storefront").post(f"/api/v1/order/{order_a['id']}/confirm-receipt")
+    assert done.json["result"]["status"] == "completed"
+    assert api("Storefront").post(f"/api/v1/order/{order_a['id']}/confirm-receipt") \
+        .status_code == 409
+
+
+def test_delivered_orders_complete_by_themselves_after_auto_confirm_days(app, api, cart):
+    from models.order import ShippingNotice
+
+    start = clock.now()
+    clock.set_now(start)
+    result = place(api, body(cart, 1, 0, 0)).json["result"]
+    api("OrderOps").post(f"/api/v1/trade/{result['id']}/mark-paid", json={"reason": "paid"})
+    order_id = result["orders"][0]["id"]
+    notice = ShippingNotice.query.filter_by(order_id=order_id).one()
+    api("merchant_a").post(f"/api/v1/shipping_notice/{notice.id}/ship",
+                           json={"carrier": "YTO", "tracking_no": "YT1"})
+    api("OrderOps").post(f"/api/v1/order/{order_id}/deliver")
+    with acting_as(Actor.system("tick")):
+        clock.set_now(start + timedelta(days=app.config["AUTO_CONFIRM_DAYS"], minutes=-1))
+        assert order.auto_confirm_delivered() == 0
+        clock.set_now(start + timedelta(days=app.config["AUTO_CONFIRM_DAYS"], minutes=1))
+        assert order.auto_confirm_delivered() == 1
+    db.session.expire_all()
+    assert db.session.get(Order, order_id).status == "completed"

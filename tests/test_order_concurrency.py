@@ -101,7 +101,9 @@ def test_control_without_the_trade_lock_both_steps_win(app, placed, monkeypatch)
     monkeypatch.setattr(order, "_move_trade", slow_move)
     outcomes = together(app, lambda: order.cancel_trade(trade_id, "buyer cancelled").id,
                         lambda: order.mark_paid(trade_id, "paid offline").id)
-    assert outcomes == [trade_id, trade_id]
+    one_clean_winner = sorted(map(type, outcomes), key=str) == sorted(
+        [int, order.IllegalOrderTransitionError], key=str)
+    assert not one_clean_winner, outcomes
 
 
 def test_timeout_and_payment_at_the_same_moment_one_wins(app, placed):

@@ -7,7 +7,8 @@ def register(appbuilder) -> None:
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
                                  WarehouseApi, WarehouseView)
-    from views.order import CheckoutApi, OrderApi, OrderView, TradeApi, TradeView
+    from views.order import (CheckoutApi, OrderApi, OrderView, ShippingNoticeApi,
+                             ShippingNoticeView, TradeApi, TradeView)
     from views.member import MemberAddressApi, MemberAddressView, MemberApi, MemberView
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
@@ -50,7 +51,9 @@ def register(appbuilder) -> None:
     orders = dict(category="Orders", category_label=_l("Orders"), category_icon="fa-file-text")
     appbuilder.add_view(OrderView, "Orders", label=_l("Orders"), icon="fa-file-text", **orders)
     appbuilder.add_view(TradeView, "Trades", label=_l("Trades"), icon="fa-credit-card", **orders)
-    for api in (CheckoutApi, TradeApi, OrderApi):
+    appbuilder.add_view(ShippingNoticeView, "Shipping notices", label=_l("Shipping notices"),
+                        icon="fa-truck", **orders)
+    for api in (CheckoutApi, TradeApi, OrderApi, ShippingNoticeApi):
         appbuilder.add_api(api)
 
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")

@@ -8,7 +8,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
 
 from app.extensions import db
-from models.order import ORDER_STATUS_LABELS, Order, Trade
+from models.order import ORDER_STATUS_LABELS, Order, ShippingNotice, Trade
 from services import inventory, order
 from services.clock import business_time_text
 from services.errors import BadRequestError
@@ -151,7 +151,8 @@ class OrderApi(ReadOnlyModelApi):
     resource_name = "order"
     datamodel = SQLAInterface(Order)
     center = "order"
-    include_route_methods = {"get", "get_list", "info", "change_price"}
+    include_route_methods = {"get", "get_list", "info", "change_price", "deliver",
+                             "confirm_receipt"}
     keyset_pagination = True
     list_columns = ORDER_COLUMNS
     show_columns = ORDER_COLUMNS + ["seller_remark", "line_items", "history"]
@@ -178,6 +179,86 @@ class OrderApi(ReadOnlyModelApi):
         changed = order.change_order_price(pk, body["payable"], body["reason"])
         db.session.commit()
         return self.response(200, result=self.show_model_schema.dump(changed))
+
+    @api_action("/<int:pk>/deliver", "deliver")
+    def deliver(self, pk):
+        """Record that a shipped order was delivered (staff, until carrier tracking exists)
+        ---
+        post:
+          responses:
+            200: {description: The order, delivered}
+        """
+        delivered = order.deliver_order(pk)
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(delivered))
+
+    @api_action("/<int:pk>/confirm-receipt", "confirm_receipt")
+    def confirm_receipt(self, pk):
+        """The buyer confirms receipt of a delivered order: it completes
+        ---
+        post:
+          responses:
+            200: {description: The order, completed}
+        """
+        completed = order.confirm_receipt(pk)
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(completed))
+
+
+class ShipSchema(Schema):
+    carrier = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    tracking_no = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+NOTICE_COLUMNS = ["id", "notice_no", "shop_id", "order_id", "warehouse_id", "status", "lines",
+                  "payable", "carrier", "tracking_no", "created_at", "shipped_at"]
+
+
+class ShippingNoticeApi(ReadOnlyModelApi):
+    resource_name = "shipping_notice"
+    datamodel = SQLAInterface(ShippingNotice)
+    center = "dispatch"
+    include_route_methods = {"get", "get_list", "info", "ship"}
+    list_columns = NOTICE_COLUMNS
+    show_columns = NOTICE_COLUMNS
+    search_columns = ["notice_no", "shop_id", "order_id", "warehouse_id", "status"]
+    order_columns = ["id", "created_at"]
+    base_order = ("id", "desc")
+
+    @api_action("/<int:pk>/ship", "ship")
+    def ship(self, pk):
+        """The warehouse shipped this notice: carrier and tracking number
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {carrier: {type: string}, tracking_no: {type: string}}
+                  required: [carrier, tracking_no]
+          responses:
+            200: {description: The notice, shipped}
+        """
+        body = load_or_422(ShipSchema(), json_body())
+        notice = order.ship_notice(pk, body["carrier"], body["tracking_no"])
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(notice))
+
+
+class ShippingNoticeView(ReadOnlyModelView):
+    datamodel = SQLAInterface(ShippingNotice)
+    center = "dispatch"
+    list_title = _l("Shipping notices")
+    label_columns = {"notice_no": _l("Notice no."), "order": _l("Order"), "shop": _l("Shop"),
+                     "status": _l("Status"), "payable": _l("Payable"), "carrier": _l("Carrier"),
+                     "tracking_no": _l("Tracking no."), "created_at": _l("Created at"),
+                     "shipped_at": _l("Shipped at"), "lines": _l("Lines")}
+    list_columns = ["notice_no", "shop", "status", "payable", "carrier", "tracking_no",
+                    "created_at"]
+    show_columns = list_columns + ["lines", "shipped_at"]
+    search_columns = ["notice_no", "shop", "status"]
+    base_order = ("id", "desc")
 
 
 STATUS_FORMAT = {"status": lambda status: ORDER_STATUS_LABELS.get(status, status)}
