@@ -19,7 +19,7 @@ from app.extensions import db
 from models.member import Member, MemberAddress
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
                           OrderReservation, OrderStatus, ShippingNotice, Trade)
-from models.product import Sku, Spu, SpuStatus
+from models.product import Sku, SpuStatus
 from services import inventory
 from services.actor import current_actor, scope_query
 from services.clock import now

@@ -411,6 +411,11 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
     def info_headless(self, **kwargs):
         return self._read(super().info_headless, **kwargs)
 
+    def answer_saved(self, item, status: int = 200):
+        """Commit the action's work and answer the record as `show` does."""
+        db.session.commit()
+        return self.response(status, result=self.show_model_schema.dump(item))
+
     # -- the write endpoints -------------------------------------------------------------------
     def _default_shop(self, body: dict) -> dict:
         """A merchant who omits the shop writes into its own shop."""

@@ -3,7 +3,6 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
 
-from app.extensions import db
 from models.inventory import Stock, StockLedger, Warehouse
 from services import inventory
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
@@ -92,10 +91,8 @@ class StockApi(ReadOnlyModelApi):
             200: {description: The stock row after the change}
         """
         body = load_or_422(AdjustSchema(), json_body())
-        stock = inventory.adjust(body["sku_id"], body["warehouse_id"], body["delta"],
-                                 body["reason"])
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(stock))
+        return self.answer_saved(inventory.adjust(body["sku_id"], body["warehouse_id"],
+                                                  body["delta"], body["reason"]))
 
 
 LEDGER_COLUMNS = ["id", "shop_id", "stock_id", "sku_id", "warehouse_id", "reason", "reference",

@@ -2,13 +2,12 @@
 merchants and customer service, revealed one member at a time (audited)."""
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
-from marshmallow import Schema, fields, validate
 
 from app.extensions import db
 from models.member import Member, MemberAddress
 from services import member
 from views.base import HoutaiModelApi, HoutaiModelView, api_action
-from views.schema import json_body, load_or_422
+from views.schema import ReasonSchema, json_body, load_or_422
 
 MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
 ADDRESS_COLUMNS = ["id", "member_id", "recipient", "phone", "province_code", "city_code",
@@ -129,7 +128,7 @@ class MemberApi(MaskingApiMixin, HoutaiModelApi):
           responses:
             200: {description: The member with its addresses, unmasked}
         """
-        body = load_or_422(RevealSchema(), json_body())
+        body = load_or_422(ReasonSchema(), json_body())
         found = member.reveal(pk, body["reason"])
         db.session.commit()
         return self.response(200, result={
@@ -137,8 +136,6 @@ class MemberApi(MaskingApiMixin, HoutaiModelApi):
             "addresses": [{c: getattr(a, c) for c in ADDRESS_COLUMNS} for a in found.addresses]})
 
 
-class RevealSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
 class MemberAddressApi(MaskingApiMixin, HoutaiModelApi):

@@ -14,7 +14,7 @@ from services.clock import business_time_text
 from services.errors import BadRequestError
 from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
-from views.schema import MoneyField, json_body, load_or_422
+from views.schema import MoneyField, ReasonSchema, json_body, load_or_422
 
 CHECKOUT_DOC = """
         ---
@@ -79,10 +79,6 @@ class CheckoutApi(OpenApiErrorsMixin, BaseApi):
     place.__doc__ = ("Place the order: one trade, one order per shop, stock reserved for every "
                      "line; needs an Idempotency-Key header" + CHECKOUT_DOC +
                      "          responses:\n            201: {description: The trade}\n")
-
-
-class ReasonSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
 TRADE_COLUMNS = ["id", "trade_no", "member_id", "status", "goods_amount", "discount_amount",
@@ -177,8 +173,7 @@ class OrderApi(ReadOnlyModelApi):
         """
         body = load_or_422(ChangePriceSchema(), json_body())
         changed = order.change_order_price(pk, body["payable"], body["reason"])
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(changed))
+        return self.answer_saved(changed)
 
     @api_action("/<int:pk>/deliver", "deliver")
     def deliver(self, pk):
@@ -189,8 +184,7 @@ class OrderApi(ReadOnlyModelApi):
             200: {description: The order, delivered}
         """
         delivered = order.deliver_order(pk)
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(delivered))
+        return self.answer_saved(delivered)
 
     @api_action("/<int:pk>/confirm-receipt", "confirm_receipt")
     def confirm_receipt(self, pk):
@@ -201,8 +195,7 @@ class OrderApi(ReadOnlyModelApi):
             200: {description: The order, completed}
         """
         completed = order.confirm_receipt(pk)
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(completed))
+        return self.answer_saved(completed)
 
 
 class ShipSchema(Schema):
@@ -242,8 +235,7 @@ class ShippingNoticeApi(ReadOnlyModelApi):
         """
         body = load_or_422(ShipSchema(), json_body())
         notice = order.ship_notice(pk, body["carrier"], body["tracking_no"])
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(notice))
+        return self.answer_saved(notice)
 
 
 class ShippingNoticeView(ReadOnlyModelView):

@@ -21,7 +21,7 @@ from services.errors import HoutaiError, ValidationFailed
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_action)
 from views.forms import IdListField, JSONTextAreaField, LinesField
-from views.schema import MoneyField, StrictInteger, json_body, load_or_422
+from views.schema import MoneyField, ReasonSchema, StrictInteger, json_body, load_or_422
 
 # -- category tree, brands, attributes (platform data: "catalog") -------------------------------
 
@@ -429,10 +429,6 @@ class PriceChangeView(ReadOnlyModelView):
 
 # -- REST ----------------------------------------------------------------------------------------
 
-class ReasonSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
-
-
 class OptionalReasonSchema(Schema):
     reason = fields.String(load_default=None, validate=validate.Length(max=255))
 
@@ -492,9 +488,7 @@ class SpuApi(HoutaiModelApi):
 
     def _step(self, pk, step, schema=None):
         body = load_or_422(schema(), json_body()) if schema else {}
-        spu = step(pk, **body)
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(spu))
+        return self.answer_saved(step(pk, **body))
 
     @api_action("/<int:pk>/submit", "submit")
     def submit(self, pk):
@@ -636,9 +630,7 @@ class SkuApi(HoutaiModelApi):
         """
         body = load_or_422(PriceSchema(), json_body())
         self._get_visible_or_404(pk)
-        sku = product.change_price(pk, body["price"], body["reason"])
-        db.session.commit()
-        return self.response(200, result=self.show_model_schema.dump(sku))
+        return self.answer_saved(product.change_price(pk, body["price"], body["reason"]))
 
     @api_action("/bulk", "put")
     def bulk(self):

@@ -4,7 +4,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import request
 from flask_appbuilder.api.convert import Model2SchemaConverter
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Column, Integer, Numeric
 
 from models.base import Money
@@ -172,3 +172,9 @@ def load_or_422(schema, data, **kwargs):
     except ValidationError as err:
         messages = err.messages if isinstance(err.messages, dict) else {"_schema": err.messages}
         raise ValidationFailed("Validation failed", messages) from err
+
+
+class ReasonSchema(Schema):
+    """A body that names why a person takes a business action."""
+
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
