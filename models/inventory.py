@@ -1,5 +1,5 @@
 """库存: warehouses, stock per SKU per warehouse, and the stock ledger."""
-from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, String,
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, String,
                         UniqueConstraint)
 from sqlalchemy.orm import relationship
 
@@ -24,11 +24,20 @@ class Warehouse(TimestampMixin, db.Model):
     region = Column(String(16), nullable=True)
     outer_id = Column(String(64), nullable=True)
     enabled = Column(Boolean, nullable=False, default=True)
+    # dispatch rules: the provinces this warehouse serves first (besides its own region), and
+    # its rank among warehouses that serve a buyer equally well (lower first)
+    service_regions = Column(JSON, nullable=False, default=list)
+    priority = Column(Integer, nullable=False, default=100)
     shop_id = Column(Integer, ForeignKey("shop.id"), nullable=True, index=True)
     shop = relationship("Shop")
 
     def __repr__(self) -> str:
         return f"{self.code} {self.name}"
+
+    def serves(self, province_code: str | None) -> bool:
+        """True when the buyer's province is this warehouse's region or one it serves."""
+        return bool(province_code) and (province_code == self.region or
+                                        province_code in (self.service_regions or []))
 
 
 class Stock(db.Model):

@@ -3,8 +3,8 @@
 import enum
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import (JSON, Boolean, Column, Enum, ForeignKey, Index, Integer, String,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, Enum, ForeignKey, Index,
+                        Integer, String, UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
@@ -60,7 +60,9 @@ class Order(ShopOwnedMixin, db.Model):
     """One shop's part of a trade: what the merchant fulfils."""
 
     __tablename__ = "order"
-    __table_args__ = (Index("ix_order_shop_status_created", "shop_id", "status", "created_at"),)
+    __table_args__ = (Index("ix_order_shop_status_created", "shop_id", "status", "created_at"),
+                      Index("ix_order_shop_status_id", "shop_id", "status", "id"),
+                      Index("ix_order_shop_newest", "shop_id", "id"))
 
     id = Column(Integer, primary_key=True)
     order_no = Column(String(32), nullable=False, unique=True)
@@ -74,6 +76,14 @@ class Order(ShopOwnedMixin, db.Model):
     freight = Column(Money, nullable=False)
     payable = Column(Money, nullable=False)
     seller_remark = Column(String(255), nullable=True)
+    # the merchant's flag (旗帜): none | red | yellow | green | blue | purple
+    seller_flag = Column(String(8), nullable=False, default="none")
+    # where this order ships: the trade's address at checkout, changed only before shipping
+    address = Column(JSON, nullable=False, default=dict)
+    # pre-sale: the deposit part of payable (balance = payable − deposit) and the first day
+    # it may ship; its shipping notices are made on that day
+    deposit = Column(Money, nullable=True)
+    ships_after = Column(Date, nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     paid_at = Column(UTCDateTime, nullable=True)
     delivered_at = Column(UTCDateTime, nullable=True)
@@ -182,8 +192,17 @@ class NoticeStatus(str, enum.Enum):
     cancelled = "cancelled"
 
 
+NOTICE_STATUS_LABELS = {
+    NoticeStatus.pending: _l("Pending"), NoticeStatus.assigned: _l("Assigned"),
+    NoticeStatus.picking: _l("Picking"), NoticeStatus.packed: _l("Packed"),
+    NoticeStatus.shipped: _l("Shipped"), NoticeStatus.held: _l("Held"),
+    NoticeStatus.cancelled: _l("Cancelled"),
+}
+
+
 class ShippingNotice(ShopOwnedMixin, db.Model):
-    """发货通知单: one shipment of a paid order from one warehouse, handed to the warehouse."""
+    """发货通知单: one shipment of a paid order, from one warehouse (route `warehouse`) or
+    shipped by the supplier (route `dropship`, no warehouse until purchasing assigns one)."""
 
     __tablename__ = "shipping_notice"
     __table_args__ = (UniqueConstraint("order_id", "warehouse_id",
@@ -192,9 +211,14 @@ class ShippingNotice(ShopOwnedMixin, db.Model):
     id = Column(Integer, primary_key=True)
     notice_no = Column(String(32), nullable=False, unique=True)
     order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
-    warehouse_id = Column(Integer, ForeignKey("warehouse.id"), nullable=False, index=True)
+    warehouse_id = Column(Integer, ForeignKey("warehouse.id"), nullable=True, index=True)
+    # warehouse | dropship
+    route = Column(String(16), nullable=False, default="warehouse")
     status = Column(Enum(NoticeStatus, native_enum=False, length=16, validate_strings=True),
                     nullable=False, default=NoticeStatus.assigned)
+    # why a person held it (and what it returns to when released)
+    hold_reason = Column(String(255), nullable=True)
+    held_from = Column(String(16), nullable=True)
     # [{"sku_id", "quantity", "payable"}]: this shipment's part of the order, to the cent
     lines = Column(JSON, nullable=False, default=list)
     payable = Column(Money, nullable=False)
@@ -205,3 +229,34 @@ class ShippingNotice(ShopOwnedMixin, db.Model):
 
     def __repr__(self) -> str:
         return self.notice_no
+
+
+class ServiceCode(ShopOwnedMixin, db.Model):
+    """What a buyer of service goods receives instead of (or besides) a shipment: a code the
+    merchant redeems, once per unit bought."""
+
+    __tablename__ = "service_code"
+
+    id = Column(Integer, primary_key=True)
+    code = Column(String(32), nullable=False, unique=True)
+    order_id = Column(Integer, ForeignKey("order.id"), nullable=False, index=True)
+    order_line_id = Column(Integer, ForeignKey("order_line.id"), nullable=False, index=True)
+    member_id = Column(Integer, ForeignKey("member.id"), nullable=False, index=True)
+    uses_total = Column(Integer, nullable=False)
+    uses_left = Column(Integer, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    last_redeemed_at = Column(UTCDateTime, nullable=True)
+    __table_args__ = (CheckConstraint("uses_left >= 0 AND uses_left <= uses_total",
+                                      name="ck_service_code_uses"),)
+
+    @property
+    def status(self) -> str:
+        return "redeemed" if self.uses_left == 0 else "issued"
+
+    @property
+    def code_hint(self) -> str:
+        """Enough of the code to talk about it, not enough to redeem it."""
+        return "*" * (len(self.code) - 4) + self.code[-4:]
+
+    def __repr__(self) -> str:
+        return self.code

@@ -2,8 +2,8 @@
 import enum
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import (JSON, Boolean, Column, Enum, ForeignKey, Index, Integer, Numeric, String,
-                        Table, Text, UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, Column, Date, Enum, ForeignKey, Index, Integer, Numeric,
+                        String, Table, Text, UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
@@ -107,6 +107,27 @@ SPU_STATUS_LABELS = {SpuStatus.draft: _l("Draft"), SpuStatus.pending_review: _l(
                      SpuStatus.rejected: _l("Rejected")}
 
 
+class GoodsKind(str, enum.Enum):
+    """What the buyer gets: goods shipped, a redeemable service code, or both."""
+    physical = "physical"
+    service = "service"
+    service_physical = "service_physical"
+
+
+class Fulfilment(str, enum.Enum):
+    """Who ships: our (or the merchant's) warehouse from own stock, a consignor's goods held
+    in our warehouse (代销, settled after sale), or the supplier directly (代发)."""
+    own = "own"
+    consignment = "consignment"
+    dropship = "dropship"
+
+
+GOODS_KIND_LABELS = {GoodsKind.physical: _l("Physical goods"), GoodsKind.service: _l("Service"),
+                     GoodsKind.service_physical: _l("Service + physical")}
+FULFILMENT_LABELS = {Fulfilment.own: _l("Own stock"), Fulfilment.consignment: _l("Consignment"),
+                     Fulfilment.dropship: _l("Drop-shipping")}
+
+
 class Spu(ShopOwnedMixin, TimestampMixin, db.Model):
     """One product page of a shop, in a leaf category, with its listing status."""
 
@@ -131,6 +152,13 @@ class Spu(ShopOwnedMixin, TimestampMixin, db.Model):
     # content edited since the last approval: going back on sale needs a new review
     changed_since_review = Column(Boolean, nullable=False, default=False)
     reject_reason = Column(String(255), nullable=True)
+    goods_kind = Column(Enum(GoodsKind, native_enum=False, length=20, validate_strings=True),
+                        nullable=False, default=GoodsKind.physical)
+    fulfilment = Column(Enum(Fulfilment, native_enum=False, length=16, validate_strings=True),
+                        nullable=False, default=Fulfilment.own)
+    # 预售: set → sold before it can ship; orders ship from this date, deposit per unit
+    presale_ships_on = Column(Date, nullable=True)
+    presale_deposit = Column(Money, nullable=True)
     category = relationship("Category")
     brand = relationship("Brand")
     # a draft SPU is deleted with its grid and history (only drafts may be deleted)
