@@ -88,10 +88,12 @@ class Order(ShopOwnedMixin, db.Model):
     paid_at = Column(UTCDateTime, nullable=True)
     delivered_at = Column(UTCDateTime, nullable=True)
     trade = relationship("Trade", back_populates="orders")
+    member = relationship("Member")
     notices = relationship("ShippingNotice", order_by="ShippingNotice.id")
     lines = relationship("OrderLine", back_populates="order", order_by="OrderLine.id")
     timeline = relationship("OrderEvent", order_by="OrderEvent.id")
     reservations = relationship("OrderReservation", order_by="OrderReservation.stock_id")
+    codes = relationship("ServiceCode", order_by="ServiceCode.id", viewonly=True)
 
     def __repr__(self) -> str:
         return self.order_no
@@ -102,12 +104,26 @@ class Order(ShopOwnedMixin, db.Model):
                  "at": e.created_at.isoformat()} for e in self.timeline]
 
     @property
+    def shipments(self) -> list[dict]:
+        return [{"id": n.id, "notice_no": n.notice_no, "route": n.route,
+                 "warehouse_id": n.warehouse_id, "status": NoticeStatus(n.status).value,
+                 "payable": f"{n.payable:.2f}", "carrier": n.carrier,
+                 "tracking_no": n.tracking_no} for n in self.notices]
+
+    @property
+    def service_codes(self) -> list[dict]:
+        return [{"id": c.id, "code": c.code, "order_line_id": c.order_line_id,
+                 "uses_total": c.uses_total, "uses_left": c.uses_left, "status": c.status}
+                for c in self.codes]
+
+    @property
     def line_items(self) -> list[dict]:
         return [{"id": line.id, "sku_id": line.sku_id, "sku_code": line.sku_code,
                  "title": line.title, "sales_values": line.sales_values,
                  "quantity": line.quantity, "unit_price": f"{line.unit_price:.2f}",
                  "amount": f"{line.amount:.2f}", "discount": f"{line.discount:.2f}",
-                 "payable": f"{line.payable:.2f}"} for line in self.lines]
+                 "payable": f"{line.payable:.2f}", "goods_kind": line.goods_kind,
+                 "fulfilment": line.fulfilment} for line in self.lines]
 
 
 class OrderLine(ShopOwnedMixin, db.Model):
@@ -226,6 +242,8 @@ class ShippingNotice(ShopOwnedMixin, db.Model):
     tracking_no = Column(String(64), nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     shipped_at = Column(UTCDateTime, nullable=True)
+    warehouse = relationship("Warehouse")
+    order = relationship("Order", viewonly=True)
 
     def __repr__(self) -> str:
         return self.notice_no

@@ -1,12 +1,13 @@
 """Product demo data (part of `houtai demo`): a 3-level category tree, 10 brands, attributes
 of every kind and 20 SPUs per demo shop in every status, all made through the services."""
 import itertools
+from datetime import timedelta
 from decimal import Decimal
 
 from app.extensions import db
 from models.product import Attribute, AttributeKind, Brand, Category, InputType, Spu
 from models.shop import Shop
-from services import product
+from services import order, product
 from services.actor import Actor, acting_as
 
 TREE = {
@@ -43,8 +44,8 @@ def load_catalog() -> None:
     if Category.query.filter_by(name="服装", parent_id=None).first() is not None:
         return
     roots = {}
-    for order, (root_name, children) in enumerate(TREE.items()):
-        root = roots[root_name] = _category(root_name, None, order)
+    for position, (root_name, children) in enumerate(TREE.items()):
+        root = roots[root_name] = _category(root_name, None, position)
         for child_order, (child_name, leaves) in enumerate(children.items()):
             child = _category(child_name, root, child_order)
             for leaf_order, leaf in enumerate(leaves):
@@ -150,12 +151,44 @@ DEMO_MEMBERS = [("buyer_li", "李雷", "13800001111", "310000", "310100", "31010
                 ("buyer_wang", "王小明", "13700003333", "110000", "110100", "110105", "建国路 93 号")]
 
 
+def mark_selling_kinds() -> None:
+    """One on-sale SPU of each demo shop sold ahead (pre-sale, ships in 20 days, deposit
+    10.00 a unit), one sold as a service (a redeemable code), one drop-shipped."""
+    from models.product import Fulfilment, GoodsKind, Spu, SpuStatus
+    from services.clock import business_date
+
+    for shop in Shop.query.filter(Shop.code.in_(["A", "B"])).order_by(Shop.id):
+        on_sale = Spu.query.filter_by(shop_id=shop.id, status=SpuStatus.on_sale) \
+            .order_by(Spu.id).all()
+        if len(on_sale) < 4 or any(s.presale_ships_on for s in on_sale):
+            continue
+        on_sale[-1].presale_ships_on = business_date() + timedelta(days=20)
+        on_sale[-1].presale_deposit = Decimal("10.00")
+        on_sale[-2].goods_kind = GoodsKind.service
+        on_sale[-3].fulfilment = Fulfilment.dropship
+    db.session.commit()
+
+
+# (what happens after placing, lines as (on-sale SKU index, quantity)) of each demo trade
+DEMO_TRADES = [
+    ("unpaid", [(0, 1), (5, 2)]),
+    ("cancelled", [(1, 1)]),
+    ("fulfilling", [(2, 1), (3, 1)]),
+    ("picking", [(0, 1)]),
+    ("shipped", [(1, 2)]),
+    ("delivered", [(2, 1)]),
+    ("completed", [(3, 1)]),
+    ("pre_sale_paid", [("pre_sale", 1)]),
+    ("virtual", [("service", 2)]),
+    ("dropship", [("dropship", 1)]),
+]
+
+
 def load_members_and_trades() -> int:
-    """Members with addresses, and trades unpaid, paid and cancelled (once)."""
+    """Members with addresses, and trades in every status the order flow reaches without
+    after-sales (once)."""
     from models.member import Member, MemberAddress
     from models.order import Trade
-    from models.product import Sku, SpuStatus
-    from services import order
 
     for account, name, phone, province, city, district, detail in DEMO_MEMBERS:
         if Member.query.filter_by(account=account).first() is None:
@@ -169,22 +202,53 @@ def load_members_and_trades() -> int:
     db.session.commit()
     if Trade.query.count():
         return 0
-    on_sale = [sku for sku in Sku.query.order_by(Sku.id)
-               if sku.spu.status == SpuStatus.on_sale][:6]
-    made = 0
-    with acting_as(Actor(name="storefront", authenticated=True)):
-        for n, member in enumerate(Member.query.order_by(Member.id)):
-            address = member.addresses[0]
-            lines = [{"sku_id": on_sale[n].id, "quantity": 1},
-                     {"sku_id": on_sale[-1 - n].id, "quantity": 2}]
-            trade, _ = order.place({"member_id": member.id, "address_id": address.id,
-                                    "lines": lines}, f"demo-{member.account}")
+    mark_selling_kinds()
+    members = Member.query.order_by(Member.id).all()
+    skus = _demo_skus()
+    for n, (story, lines) in enumerate(DEMO_TRADES):
+        member = members[n % len(members)]
+        body = {"member_id": member.id, "address_id": member.addresses[0].id,
+                "lines": [{"sku_id": skus[i].id, "quantity": q} for i, q in lines]}
+        with acting_as(Actor(name="storefront", authenticated=True)):
+            trade, _ = order.place(body, f"demo-{n}")
             db.session.commit()
-            if n == 1:
-                with acting_as(Actor(name="admin", authenticated=True)):
-                    order.mark_paid(trade.id, "demo offline payment")
-            if n == 2:
-                order.cancel_trade(trade.id, "demo: buyer changed mind")
-            db.session.commit()
-            made += 1
-    return made
+        with acting_as(Actor(name="admin", authenticated=True)):
+            _play(story, trade.id)
+        db.session.commit()
+    return len(DEMO_TRADES)
+
+
+def _demo_skus() -> dict:
+    """On-sale normal SKUs by index, and one SKU of each special kind by name."""
+    from models.product import Fulfilment, GoodsKind, Sku, SpuStatus
+
+    skus = [sku for sku in Sku.query.order_by(Sku.id) if sku.spu.status == SpuStatus.on_sale]
+    normal = [s for s in skus if order.order_type_of(s.spu) == "normal"
+              and s.spu.fulfilment == Fulfilment.own and s.spu.goods_kind == GoodsKind.physical]
+    chosen = dict(enumerate(normal[:6]))
+    chosen["pre_sale"] = next(s for s in skus if order.order_type_of(s.spu) == "pre_sale")
+    chosen["service"] = next(s for s in skus if s.spu.goods_kind == GoodsKind.service)
+    chosen["dropship"] = next(s for s in skus if s.spu.fulfilment == Fulfilment.dropship)
+    return chosen
+
+
+def _play(story: str, trade_id: int) -> None:
+    """Move a demo trade as far as its story says, through the order services."""
+    if story == "unpaid":
+        return
+    if story == "cancelled":
+        order.cancel_trade(trade_id, "demo: buyer changed mind")
+        return
+    trade = order.mark_paid(trade_id, "demo offline payment")
+    notices = [n for o in trade.orders for n in o.notices]
+    if story == "picking":
+        order.move_notice(notices[0].id, "pick")
+    if story in ("shipped", "delivered", "completed"):
+        for k, notice in enumerate(notices):
+            order.ship_notice(notice.id, "SF Express", f"SF{trade_id:06d}{k}")
+    if story in ("delivered", "completed"):
+        for o in trade.orders:
+            order.deliver_order(o.id)
+    if story == "completed":
+        for o in trade.orders:
+            order.confirm_receipt(o.id)

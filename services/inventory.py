@@ -5,6 +5,7 @@ Reservations of several SKUs are taken in SKU-id order, so two carts racing in o
 orders cannot deadlock; a shortfall raises before the caller commits, and the caller's
 rollback undoes every reservation the transaction took.
 """
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -38,6 +39,29 @@ class Reservation:
     sku_id: int
     warehouse_id: int
     quantity: int
+
+
+REGION_CODE = re.compile(r"^\d{6}$")
+
+
+def check_warehouse(warehouse: Warehouse) -> Warehouse:
+    """Region and served provinces are six-digit codes (GB/T 2260); priority ranks
+    warehouses that serve a buyer equally well (lower first)."""
+    warehouse.region = (warehouse.region or "").strip() or None
+    if warehouse.region and not REGION_CODE.match(warehouse.region):
+        raise ValidationFailed.field("region", "Six-digit region code, e.g. 310000.")
+    regions = warehouse.service_regions if warehouse.service_regions is not None else []
+    if not isinstance(regions, list) or \
+            not all(isinstance(r, str) and REGION_CODE.match(r) for r in regions):
+        raise ValidationFailed.field("service_regions",
+                                     "A list of six-digit region codes, e.g. [\"310000\"].")
+    warehouse.service_regions = sorted(set(regions))
+    if warehouse.priority is None:
+        warehouse.priority = 100
+    if isinstance(warehouse.priority, bool) or not isinstance(warehouse.priority, int) or \
+            not 0 <= warehouse.priority <= 10000:
+        raise ValidationFailed.field("priority", "A whole number from 0 to 10000.")
+    return warehouse
 
 
 def visible_warehouse(warehouse_id) -> Warehouse:
@@ -129,12 +153,14 @@ def adjust(sku_id, warehouse_id, delta, reason: str) -> Stock:
     return stock
 
 
-def reserve(lines: list[tuple[int, int]], reference: str) -> list[Reservation]:
-    """Reserve (sku_id, quantity) lines, each from the warehouses with most available first.
-    All or nothing: a shortfall raises ShortStockError and the caller rolls back."""
+def reserve(lines: list[tuple[int, int]], reference: str,
+            province_code: str | None = None) -> list[Reservation]:
+    """Reserve (sku_id, quantity) lines, each from the warehouses the dispatch rules prefer
+    for the buyer's province (see `_preferred`). All or nothing: a shortfall raises
+    ShortStockError and the caller rolls back."""
     reservations, short = [], []
     for sku_id, quantity in sorted(_merge(lines)):
-        taken = _reserve_one(sku_id, quantity, reference)
+        taken = _reserve_one(sku_id, quantity, reference, province_code)
         if sum(r.quantity for r in taken) < quantity:
             short.append({"sku_id": sku_id, "requested": quantity,
                           "available": sum(r.quantity for r in taken)})
@@ -151,27 +177,51 @@ def _merge(lines):
     return list(totals.items())
 
 
-def _reserve_one(sku_id: int, quantity: int, reference: str) -> list[Reservation]:
-    """Take `quantity` of one SKU: the whole of it from one warehouse when one has enough,
-    else piece by piece; each piece is one conditional UPDATE."""
-    rows = db.session.scalars(
-        select(Stock).join(Warehouse, Warehouse.id == Stock.warehouse_id)
-        .where(Stock.sku_id == sku_id, Warehouse.enabled.is_(True))
-        .order_by((Stock.on_hand - Stock.reserved).desc(), Stock.id)).all()
+def _preferred(rows: list[tuple[Stock, Warehouse]], quantity: int,
+               province_code: str | None) -> list[Stock]:
+    """The dispatch rules, in order: a warehouse serving the buyer's province before one that
+    does not; one that can send the whole line (no split) before one that cannot; then the
+    warehouse's priority (lower first); then the most available; then the oldest row."""
+    def rank(pair):
+        stock, warehouse = pair
+        available = stock.on_hand - stock.reserved
+        return (not warehouse.serves(province_code), available < quantity, warehouse.priority,
+                -available, stock.id)
+    return [stock for stock, _ in sorted(rows, key=rank)]
+
+
+def _reserve_one(sku_id: int, quantity: int, reference: str,
+                 province_code: str | None = None) -> list[Reservation]:
+    """Take `quantity` of one SKU from the preferred warehouses, piece by piece when no single
+    one has enough; each piece is one conditional UPDATE (a lost race moves on)."""
+    rows = db.session.execute(
+        select(Stock, Warehouse).join(Warehouse, Warehouse.id == Stock.warehouse_id)
+        .where(Stock.sku_id == sku_id, Warehouse.enabled.is_(True),
+               Stock.on_hand > Stock.reserved)).all()
     taken, missing = [], quantity
-    for stock in rows:
+    for stock in _preferred([tuple(row) for row in rows], quantity, province_code):
         if missing == 0:
             break
-        piece = min(missing, stock.on_hand - stock.reserved)
-        if piece <= 0:
-            continue
-        result = _change(stock, on_hand=0, reserved=piece,
-                         condition=Stock.on_hand - Stock.reserved >= piece, reason="reserve",
-                         reference=reference)
-        if result is not None:
+        piece = _take(stock, min(missing, stock.on_hand - stock.reserved), reference)
+        if piece:
             taken.append(Reservation(stock.id, sku_id, stock.warehouse_id, piece))
             missing -= piece
     return taken
+
+
+def _take(stock: Stock, wanted: int, reference: str) -> int:
+    """Reserve up to `wanted` from one row; when a concurrent buyer got there first, retry
+    with what is left (each failed try means someone else reserved, so this ends)."""
+    stock_id = stock.id
+    while wanted > 0:
+        if _change(stock, on_hand=0, reserved=wanted,
+                   condition=Stock.on_hand - Stock.reserved >= wanted, reason="reserve",
+                   reference=reference) is not None:
+            return wanted
+        available = db.session.scalar(select(Stock.on_hand - Stock.reserved)
+                                      .where(Stock.id == stock_id))
+        wanted = min(wanted, available or 0)
+    return 0
 
 
 def release(reservations: list[Reservation], reference: str) -> None:

@@ -12,17 +12,17 @@ from datetime import timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from models.member import Member, MemberAddress
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
-                          OrderReservation, OrderStatus, ShippingNotice, Trade)
-from models.product import Sku, SpuStatus
+                          OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
+from models.product import Fulfilment, GoodsKind, Sku, SpuStatus
 from services import inventory
 from services.actor import current_actor, scope_query
-from services.clock import now
+from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish
 from services.audit import set_reason
@@ -40,6 +40,8 @@ ORDER_FLOW = {
     "fulfil": ({OrderStatus.paid}, OrderStatus.fulfilling),
     "ship": ({OrderStatus.fulfilling}, OrderStatus.shipped),
     "deliver": ({OrderStatus.shipped}, OrderStatus.delivered),
+    # virtual orders: the service codes are the delivery
+    "issue_codes": ({OrderStatus.paid}, OrderStatus.delivered),
     "complete": ({OrderStatus.delivered}, OrderStatus.completed),
 }
 
@@ -79,13 +81,31 @@ def _checked_lines(lines) -> list[tuple[Sku, int]]:
 
 
 def _priced(lines) -> list[dict]:
-    """Each line's amounts; discounts come with the pricing engine (marketing)."""
+    """Each line's amounts and routing; discounts come with the pricing engine (marketing)."""
     priced = []
     for sku, quantity in lines:
         amount = (sku.price * quantity).quantize(Decimal("0.01"))
         priced.append({"sku": sku, "quantity": quantity, "unit_price": sku.price,
-                       "amount": amount, "discount": ZERO, "payable": amount})
+                       "amount": amount, "discount": ZERO, "payable": amount,
+                       "order_type": order_type_of(sku.spu)})
     return priced
+
+
+def order_type_of(spu) -> str:
+    """normal, pre_sale (ships from a later day) or virtual (service goods, nothing ships);
+    flash_sale comes with marketing."""
+    if spu.presale_ships_on is not None and spu.presale_ships_on > business_date():
+        return "pre_sale"
+    if GoodsKind(spu.goods_kind) == GoodsKind.service:
+        return "virtual"
+    return "normal"
+
+
+def needs_stock(line) -> bool:
+    """Lines our warehouses send: physical goods from own stock or consignment (代销).
+    Services need none; drop-shipped goods (代发) are the supplier's stock."""
+    return GoodsKind(line.goods_kind) != GoodsKind.service and \
+        Fulfilment(line.fulfilment) != Fulfilment.dropship
 
 
 def _money(value: Decimal) -> str:
@@ -169,27 +189,31 @@ def place(body: dict, key: str) -> tuple[Trade, bool]:
             raise ConflictError("A request with this key is being handled",
                                 {"idempotency_key": ["Retry shortly."]})
         return existing, False
-    reservations = inventory.reserve([(p["sku"].id, p["quantity"]) for p in priced],
-                                     trade.trade_no)
+    stocked = [(line.sku_id, line.quantity) for order in trade.orders for line in order.lines
+               if needs_stock(line)]
+    reservations = inventory.reserve(stocked, trade.trade_no, address.province_code)
     _attach_reservations(trade, reservations)
     publish("trade.placed", {"trade_id": trade.id})
     return trade, True
 
 
 def _new_trade(member, address, priced) -> Trade:
-    by_shop: dict[int, list[dict]] = {}
+    """One order per shop and order type (a pre-sale or a service never waits for, or holds
+    back, the rest of the cart)."""
+    by_shop: dict[tuple[int, str], list[dict]] = {}
     for line in priced:
-        by_shop.setdefault(line["sku"].shop_id, []).append(line)
+        by_shop.setdefault((line["sku"].shop_id, line["order_type"]), []).append(line)
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
     trade = Trade(trade_no=_number("T"), member_id=member.id, address=_address_snapshot(address),
                   goods_amount=goods, discount_amount=discount, freight=ZERO,
                   payable=goods - discount, created_at=now())
     db.session.add(trade)
-    for shop_id, lines in sorted(by_shop.items()):
+    for (shop_id, order_type), lines in sorted(by_shop.items()):
         order_goods = sum((p["amount"] for p in lines), ZERO)
         order_discount = sum((p["discount"] for p in lines), ZERO)
         order = Order(order_no=_number("O"), shop_id=shop_id, member_id=member.id,
+                      order_type=order_type, address=trade.address,
                       goods_amount=order_goods, discount_amount=order_discount, freight=ZERO,
                       payable=order_goods - order_discount, created_at=now())
         trade.orders.append(order)
@@ -199,12 +223,26 @@ def _new_trade(member, address, priced) -> Trade:
                 shop_id=shop_id, sku_id=sku.id, spu_id=sku.spu_id, sku_code=sku.code,
                 title=sku.spu.title, sales_values=dict(sku.sales_values),
                 unit_price=p["unit_price"], quantity=p["quantity"], amount=p["amount"],
-                discount=p["discount"], payable=p["payable"]))
+                discount=p["discount"], payable=p["payable"],
+                goods_kind=GoodsKind(sku.spu.goods_kind).value,
+                fulfilment=Fulfilment(sku.spu.fulfilment).value))
+        if order_type == "pre_sale":
+            _set_presale_terms(order, [p["sku"].spu for p in lines])
         order.timeline.append(OrderEvent(shop_id=shop_id, from_status=None,
                                          to_status=OrderStatus.pending_payment.value,
                                          actor=current_actor().name, created_at=now()))
     db.session.flush()
     return trade
+
+
+def _set_presale_terms(order: Order, spus) -> None:
+    """预售: the deposit (per unit, at most each line's payable) and the first shipping day."""
+    deposit = ZERO
+    for line, spu in zip(order.lines, spus):
+        per_unit = spu.presale_deposit if spu.presale_deposit is not None else line.unit_price
+        deposit += min(per_unit * line.quantity, line.payable)
+    order.deposit = deposit
+    order.ships_after = max(spu.presale_ships_on for spu in spus)
 
 
 def _address_snapshot(address: MemberAddress) -> dict:
@@ -214,10 +252,11 @@ def _address_snapshot(address: MemberAddress) -> dict:
 
 
 def _attach_reservations(trade: Trade, reservations) -> None:
-    orders = {order.shop_id: order for order in trade.orders}
-    skus = {line.sku_id: line.shop_id for order in trade.orders for line in order.lines}
+    """Each reservation belongs to the order holding its SKU (a SKU is in one order only:
+    its shop and its SPU's order type decide)."""
+    owner = {line.sku_id: order for order in trade.orders for line in order.lines}
     for item in reservations:
-        order = orders[skus[item.sku_id]]
+        order = owner[item.sku_id]
         order.reservations.append(OrderReservation(
             shop_id=order.shop_id, stock_id=item.stock_id, sku_id=item.sku_id,
             warehouse_id=item.warehouse_id, quantity=item.quantity))
@@ -288,42 +327,110 @@ def mark_paid(trade_id: int, reason: str) -> Trade:
     trade.paid_at = now()
     for order in trade.orders:
         order.paid_at = trade.paid_at
-        split_into_notices(order)
+        start_fulfilment(order)
+    _follow_trade(trade)
     publish("trade.paid", {"trade_id": trade.id})
     return trade
 
 
+def start_fulfilment(order: Order) -> None:
+    """Route a paid order: service codes for service goods; a virtual order is delivered by
+    them; a pre-sale waits for its shipping day; the rest is split into shipping notices."""
+    issue_service_codes(order)
+    if order.order_type == "virtual":
+        _move_order(order, "issue_codes", "service codes issued")
+        order.delivered_at = now()
+    elif order.order_type == "pre_sale" and order.ships_after and \
+            order.ships_after > business_date():
+        return
+    else:
+        split_into_notices(order)
+
+
+def issue_service_codes(order: Order) -> list[ServiceCode]:
+    """One code per service line, redeemable once per unit bought."""
+    codes = []
+    for line in order.lines:
+        if GoodsKind(line.goods_kind) in (GoodsKind.service, GoodsKind.service_physical):
+            code = ServiceCode(code=_service_code(), shop_id=order.shop_id, order_id=order.id,
+                               order_line_id=line.id, member_id=order.member_id,
+                               uses_total=line.quantity, uses_left=line.quantity,
+                               created_at=now())
+            db.session.add(code)
+            codes.append(code)
+    if codes:
+        db.session.flush()
+        publish("service_code.issued", {"order_id": order.id,
+                                        "codes": [c.id for c in codes]}, shop_id=order.shop_id)
+    return codes
+
+
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def _service_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+
+
+@scheduled("orders.release_presale")
+def release_presale_orders() -> int:
+    """Paid pre-sale orders whose shipping day has come are split into shipping notices."""
+    due = db.session.scalars(select(Order.id).where(
+        Order.status == OrderStatus.paid, Order.order_type == "pre_sale",
+        Order.ships_after <= business_date()).order_by(Order.id)).all()
+    db.session.rollback()
+    for order_id in due:
+        trade = trade_for_update(db.session.get(Order, order_id).trade_id)
+        order = next(o for o in trade.orders if o.id == order_id)
+        if OrderStatus(order.status) == OrderStatus.paid:
+            split_into_notices(order)
+            _follow_trade(trade)
+        db.session.commit()
+    return len(due)
+
+
 def split_into_notices(order: Order) -> list[ShippingNotice]:
-    """A paid order becomes one shipping notice per warehouse holding its stock; each line's
-    payable is apportioned over the warehouses by quantity, so the notices sum to the order."""
-    by_warehouse: dict[int, dict[int, int]] = {}
+    """A paid order becomes one shipping notice per warehouse holding its stock (the dispatch
+    rules chose them at reservation), plus one for the supplier when lines are drop-shipped.
+    Each line's payable is apportioned over its notices by quantity, so they sum to the order."""
+    by_route: dict[int | None, dict[int, int]] = {}
     for reservation in order.reservations:
         if not reservation.released:
-            lines = by_warehouse.setdefault(reservation.warehouse_id, {})
+            lines = by_route.setdefault(reservation.warehouse_id, {})
             lines[reservation.sku_id] = lines.get(reservation.sku_id, 0) + reservation.quantity
-    warehouses = sorted(by_warehouse)
-    parts: dict[int, list[dict]] = {w: [] for w in warehouses}
     for line in order.lines:
-        holders = [w for w in warehouses if line.sku_id in by_warehouse[w]]
+        if Fulfilment(line.fulfilment) == Fulfilment.dropship and \
+                GoodsKind(line.goods_kind) != GoodsKind.service:
+            by_route.setdefault(None, {})[line.sku_id] = line.quantity
+    routes = sorted(by_route, key=lambda w: (w is None, w or 0))
+    parts: dict[int | None, list[dict]] = {w: [] for w in routes}
+    for line in order.lines:
+        if GoodsKind(line.goods_kind) == GoodsKind.service:
+            continue
+        holders = [w for w in routes if line.sku_id in by_route[w]]
         if not holders:
             raise ConflictError("The order's stock is no longer reserved",
                                 {"status": [OrderStatus(order.status).value]})
-        shares = allocate(line.payable, [Decimal(by_warehouse[w][line.sku_id]) for w in holders])
+        shares = allocate(line.payable, [Decimal(by_route[w][line.sku_id]) for w in holders])
         for warehouse_id, share in zip(holders, shares):
             parts[warehouse_id].append({"sku_id": line.sku_id, "payable": f"{share:.2f}",
-                                        "quantity": by_warehouse[warehouse_id][line.sku_id]})
+                                        "quantity": by_route[warehouse_id][line.sku_id]})
     notices = []
-    for warehouse_id in warehouses:
-        notice = ShippingNotice(notice_no=_number("S"), shop_id=order.shop_id,
-                                warehouse_id=warehouse_id, lines=parts[warehouse_id],
-                                payable=sum((Decimal(p["payable"]) for p in parts[warehouse_id]),
-                                            ZERO), created_at=now())
+    for warehouse_id in routes:
+        dropship = warehouse_id is None
+        notice = ShippingNotice(
+            notice_no=_number("S"), shop_id=order.shop_id, warehouse_id=warehouse_id,
+            route="dropship" if dropship else "warehouse",
+            status=NoticeStatus.pending if dropship else NoticeStatus.assigned,
+            lines=parts[warehouse_id],
+            payable=sum((Decimal(p["payable"]) for p in parts[warehouse_id]), ZERO),
+            created_at=now())
         order.notices.append(notice)
         notices.append(notice)
     _move_order(order, "fulfil", f"{len(notices)} shipping notice(s)")
     db.session.flush()
     for notice in notices:
-        publish("shipping_notice.created", {"notice_id": notice.id,
+        publish("shipping_notice.created", {"notice_id": notice.id, "route": notice.route,
                                             "warehouse_id": notice.warehouse_id},
                 shop_id=order.shop_id)
     return notices
@@ -339,47 +446,178 @@ def notice_for_update(notice_id: int) -> ShippingNotice:
     return notice
 
 
-def ship_notice(notice_id: int, carrier: str, tracking_no: str) -> ShippingNotice:
-    """The warehouse shipped: stock leaves (on hand and reserved go down); when every notice
-    of the order has shipped, the order is shipped."""
+# What each warehouse step may start from, and where it leads (ship and release are apart).
+NOTICE_FLOW = {
+    "pick": ({NoticeStatus.assigned}, NoticeStatus.picking),
+    "pack": ({NoticeStatus.picking}, NoticeStatus.packed),
+    "hold": ({NoticeStatus.pending, NoticeStatus.assigned, NoticeStatus.picking,
+              NoticeStatus.packed}, NoticeStatus.held),
+}
+SHIPPABLE = {NoticeStatus.assigned, NoticeStatus.picking, NoticeStatus.packed}
+
+
+def _notice_must_be(notice: ShippingNotice, step: str, sources) -> None:
+    current = NoticeStatus(notice.status)
+    if current not in sources:
+        raise IllegalOrderTransitionError(f"Cannot {step} a notice that is {current.value}",
+                                          {"status": [current.value]})
+
+
+def move_notice(notice_id: int, step: str, reason: str | None = None) -> ShippingNotice:
+    """A warehouse step (pick, pack, hold with a reason), reported to the order's timeline
+    and to subscribers (`shipping_notice.<step>`)."""
+    if step == "hold":
+        reason = _required(reason)
+    notice = notice_for_update(notice_id)
+    sources, target = NOTICE_FLOW[step]
+    _notice_must_be(notice, step, sources)
+    if step == "hold":
+        notice.held_from, notice.hold_reason = NoticeStatus(notice.status).value, reason
+    notice.status = target
+    _notice_on_timeline(notice, f"{notice.notice_no} {step}" + (f": {reason}" if reason else ""))
+    publish(f"shipping_notice.{target.value}", {"notice_id": notice.id,
+                                                "order_id": notice.order_id},
+            shop_id=notice.shop_id)
+    return notice
+
+
+def release_notice(notice_id: int) -> ShippingNotice:
+    """A held notice goes back to where it was held."""
+    notice = notice_for_update(notice_id)
+    _notice_must_be(notice, "release", {NoticeStatus.held})
+    notice.status = NoticeStatus(notice.held_from or NoticeStatus.assigned.value)
+    notice.held_from, notice.hold_reason = None, None
+    _notice_on_timeline(notice, f"{notice.notice_no} released")
+    publish("shipping_notice.released", {"notice_id": notice.id, "order_id": notice.order_id},
+            shop_id=notice.shop_id)
+    return notice
+
+
+def _notice_on_timeline(notice: ShippingNotice, note: str) -> None:
+    _note(db.session.get(Order, notice.order_id), note)
+
+
+def _note(order: Order, note: str) -> None:
+    """A timeline entry that records something done to the order without moving it."""
+    status = OrderStatus(order.status).value
+    order.timeline.append(OrderEvent(shop_id=order.shop_id, from_status=status, to_status=status,
+                                     actor=current_actor().name, note=note[:255],
+                                     created_at=now()))
+
+
+def _carrier_and_tracking(carrier, tracking_no) -> tuple[str, str]:
     errors = {}
-    if not isinstance(carrier, str) or not carrier.strip():
-        errors["carrier"] = ["Required."]
-    if not isinstance(tracking_no, str) or not tracking_no.strip():
-        errors["tracking_no"] = ["Required."]
+    if not isinstance(carrier, str) or not carrier.strip() or len(carrier.strip()) > 64:
+        errors["carrier"] = ["Required, at most 64 characters."]
+    if not isinstance(tracking_no, str) or not tracking_no.strip() or \
+            len(tracking_no.strip()) > 64:
+        errors["tracking_no"] = ["Required, at most 64 characters."]
     if errors:
         raise ValidationFailed("Validation failed", errors)
+    return carrier.strip(), tracking_no.strip()
+
+
+def ship_notice(notice_id: int, carrier: str, tracking_no: str) -> ShippingNotice:
+    """The warehouse (or, drop-shipped, the supplier) shipped: stock leaves (on hand and
+    reserved go down); when every notice of the order has shipped, the order is shipped."""
+    carrier, tracking_no = _carrier_and_tracking(carrier, tracking_no)
     notice = notice_for_update(notice_id)
-    if NoticeStatus(notice.status) in (NoticeStatus.shipped, NoticeStatus.cancelled,
-                                       NoticeStatus.held):
-        raise IllegalOrderTransitionError(
-            f"Cannot ship a notice that is {NoticeStatus(notice.status).value}",
-            {"status": [NoticeStatus(notice.status).value]})
+    _ship_locked(notice, carrier, tracking_no)
+    return notice
+
+
+def _ship_locked(notice: ShippingNotice, carrier: str, tracking_no: str) -> None:
+    shippable = SHIPPABLE | ({NoticeStatus.pending} if notice.route == "dropship" else set())
+    _notice_must_be(notice, "ship", shippable)
     order = db.session.get(Order, notice.order_id)
     held = [r for r in order.reservations
-            if r.warehouse_id == notice.warehouse_id and not r.released]
+            if notice.warehouse_id is not None and r.warehouse_id == notice.warehouse_id
+            and not r.released]
     inventory.deduct([inventory.Reservation(r.stock_id, r.sku_id, r.warehouse_id, r.quantity)
                       for r in held], notice.notice_no)
     for row in held:
         row.released = True
-    notice.status, notice.carrier, notice.tracking_no = NoticeStatus.shipped, carrier.strip(), \
-        tracking_no.strip()
+    notice.status, notice.carrier, notice.tracking_no = NoticeStatus.shipped, carrier, tracking_no
     notice.shipped_at = now()
-    if all(NoticeStatus(n.status) == NoticeStatus.shipped for n in order.notices):
-        _move_order(order, "ship", f"{carrier.strip()} {tracking_no.strip()}")
+    live = [n for n in order.notices if NoticeStatus(n.status) != NoticeStatus.cancelled]
+    if all(NoticeStatus(n.status) == NoticeStatus.shipped for n in live):
+        _move_order(order, "ship", f"{carrier} {tracking_no}")
         _follow_trade(order.trade)
+    else:
+        _notice_on_timeline(notice, f"{notice.notice_no} shipped: {carrier} {tracking_no}")
     publish("shipping_notice.shipped", {"notice_id": notice.id, "order_id": order.id},
             shop_id=order.shop_id)
+
+
+MAX_IMPORT_ROWS = 1000
+
+
+def import_tracking(rows) -> list[ShippingNotice]:
+    """Bulk import of tracking numbers for self-shipped orders: each row names a notice
+    (`notice_no`) or an order with one unshipped notice (`order_no`), a carrier and a
+    tracking number. All or nothing: any bad row → 422 naming the rows, nothing ships."""
+    if not isinstance(rows, list) or not rows:
+        raise ValidationFailed.field("rows", "At least one row.")
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise ValidationFailed.field("rows", f"At most {MAX_IMPORT_ROWS} rows.")
+    errors, plan, seen = {}, [], set()
+    for n, row in enumerate(rows, start=1):
+        try:
+            if not isinstance(row, dict):
+                raise ValidationFailed.field("row", "An object (or a CSV line).")
+            carrier, tracking_no = _carrier_and_tracking(row.get("carrier"), row.get("tracking_no"))
+            notice = _notice_of_row(row)
+            if notice.id in seen:
+                raise ValidationFailed.field("notice_no", "Named twice in this import.")
+            seen.add(notice.id)
+            plan.append((notice.id, carrier, tracking_no))
+        except (ValidationFailed, NotFoundError, ConflictError) as err:
+            for field, reasons in (err.errors or {"row": [err.message]}).items():
+                errors[f"rows.{n}.{field}"] = reasons
+    if errors:
+        raise ValidationFailed("Some rows cannot be imported; nothing was shipped", errors)
+    shipped = []
+    for notice_id, carrier, tracking_no in plan:
+        notice = notice_for_update(notice_id)
+        _ship_locked(notice, carrier, tracking_no)
+        shipped.append(notice)
+    return shipped
+
+
+def _notice_of_row(row: dict) -> ShippingNotice:
+    query = scope_query(db.session.query(ShippingNotice), ShippingNotice)
+    notice_no, order_no = row.get("notice_no"), row.get("order_no")
+    if isinstance(notice_no, str) and notice_no.strip():
+        notice = query.filter(ShippingNotice.notice_no == notice_no.strip()).one_or_none()
+        if notice is None:
+            raise ValidationFailed.field("notice_no", "No such shipping notice.")
+    elif isinstance(order_no, str) and order_no.strip():
+        candidates = query.join(Order, Order.id == ShippingNotice.order_id).filter(
+            Order.order_no == order_no.strip(),
+            ShippingNotice.status.in_([s.value for s in SHIPPABLE | {NoticeStatus.pending}])
+        ).all()
+        if len(candidates) != 1:
+            raise ValidationFailed.field(
+                "order_no", "No unshipped notice for this order." if not candidates else
+                "The order has several unshipped notices: name the notice_no.")
+        notice = candidates[0]
+    else:
+        raise ValidationFailed.field("notice_no", "Name a notice_no or an order_no.")
+    shippable = SHIPPABLE | ({NoticeStatus.pending} if notice.route == "dropship" else set())
+    if NoticeStatus(notice.status) not in shippable:
+        raise ConflictError("Not shippable", {"status": [NoticeStatus(notice.status).value]})
     return notice
 
 
 def _follow_trade(trade: Trade) -> None:
-    """The trade's status follows its orders: the least advanced one."""
+    """The trade's status follows its orders: the least advanced one. Fulfilment is each
+    shop's business, so a trade being fulfilled stays `paid` (what the buyer did)."""
     order_of_progress = [OrderStatus.pending_payment, OrderStatus.paid, OrderStatus.fulfilling,
                          OrderStatus.shipped, OrderStatus.delivered, OrderStatus.completed]
     statuses = [OrderStatus(o.status) for o in trade.orders]
     if all(s in order_of_progress for s in statuses):
-        trade.status = min(statuses, key=order_of_progress.index)
+        least = min(statuses, key=order_of_progress.index)
+        trade.status = OrderStatus.paid if least == OrderStatus.fulfilling else least
 
 
 def _order_step(order_id: int, step: str, note: str | None) -> Order:
@@ -467,16 +705,124 @@ def change_order_price(order_id: int, payable, reason: str) -> Order:
     for line, share in zip(target.lines, shares):
         line.payable, line.discount = share, line.amount - share
     target.payable, target.discount_amount = payable, target.goods_amount - payable
+    if target.deposit is not None:
+        target.deposit = min(target.deposit, payable)
     trade.payable = sum((o.payable for o in trade.orders), ZERO)
     trade.discount_amount = sum((o.discount_amount for o in trade.orders), ZERO)
-    status = OrderStatus(target.status).value
-    target.timeline.append(OrderEvent(shop_id=target.shop_id, from_status=status,
-                                      to_status=status, actor=current_actor().name,
-                                      note=f"price {old:.2f} → {payable:.2f}: {reason}",
-                                      created_at=now()))
+    _note(target, f"price {old:.2f} → {payable:.2f}: {reason}")
     publish("order.price_changed", {"order_id": target.id, "old": f"{old:.2f}",
                                     "new": f"{payable:.2f}"}, shop_id=target.shop_id)
     return target
+
+
+SELLER_FLAGS = ("none", "red", "yellow", "green", "blue", "purple")
+
+
+def set_seller_remark(order_id: int, remark, flag) -> Order:
+    """The merchant's own note and flag (旗帜) on an order; buyers never see them."""
+    errors = {}
+    if remark is not None and (not isinstance(remark, str) or len(remark) > 255):
+        errors["remark"] = ["Text of at most 255 characters."]
+    if flag is not None and flag not in SELLER_FLAGS:
+        errors["flag"] = [f"One of: {', '.join(SELLER_FLAGS)}."]
+    if remark is None and flag is None:
+        errors["remark"] = ["Send a remark, a flag or both."]
+    if errors:
+        raise ValidationFailed("Validation failed", errors)
+    target = visible_order(order_id)
+    if remark is not None:
+        target.seller_remark = remark.strip() or None
+    if flag is not None:
+        target.seller_flag = flag
+    return target
+
+
+ADDRESS_FIELDS = ("recipient", "phone", "province_code", "city_code", "district_code", "detail")
+CHANGEABLE_ADDRESS = {OrderStatus.pending_payment, OrderStatus.paid, OrderStatus.fulfilling}
+
+
+def change_address(order_id: int, address: dict, reason) -> Order:
+    """Change where an order ships, before anything of it has shipped (the buyer asked the
+    merchant or customer service); the warehouse hears of it through an event."""
+    reason = _required(reason)
+    cleaned = _checked_address(address)
+    found = visible_order(order_id)
+    trade = trade_for_update(found.trade_id)
+    target = next(o for o in trade.orders if o.id == found.id)
+    status = OrderStatus(target.status)
+    shipped = [n for n in target.notices if NoticeStatus(n.status) == NoticeStatus.shipped]
+    if status not in CHANGEABLE_ADDRESS or shipped:
+        raise IllegalOrderTransitionError("The address can change only before shipping",
+                                          {"status": [status.value]})
+    set_reason(db.session, reason)
+    target.address = cleaned
+    _note(target, f"address changed: {reason}")
+    publish("order.address_changed", {"order_id": target.id,
+                                      "notices": [n.id for n in target.notices]},
+            shop_id=target.shop_id)
+    return target
+
+
+def _checked_address(address) -> dict:
+    from services.member import check_address
+
+    if not isinstance(address, dict):
+        raise ValidationFailed.field("address", "An object with " + ", ".join(ADDRESS_FIELDS))
+    values = {f: address.get(f) for f in ADDRESS_FIELDS}
+    errors = {f"address.{f}": ["Text."] for f, v in values.items() if not isinstance(v, str)}
+    if errors:
+        raise ValidationFailed("Validation failed", errors)
+    values = {f: v.strip() for f, v in values.items()}
+    if not values["recipient"] or len(values["recipient"]) > 64:
+        raise ValidationFailed.field("address.recipient", "Required, at most 64 characters.")
+    if len(values["detail"]) > 255:
+        raise ValidationFailed.field("address.detail", "At most 255 characters.")
+    try:
+        check_address(MemberAddress(**values))
+    except ValidationFailed as err:
+        raise ValidationFailed(err.message, {f"address.{k}": v for k, v in err.errors.items()})
+    return values
+
+
+REDEEMABLE = {OrderStatus.paid, OrderStatus.fulfilling, OrderStatus.shipped,
+              OrderStatus.delivered, OrderStatus.completed}
+
+
+def redeem_service_code(code, uses=1) -> ServiceCode:
+    """核销: the merchant takes `uses` units of a buyer's code (one atomic conditional update,
+    so two counters redeeming the last use at once cannot both succeed). A virtual order
+    whose codes are all used completes."""
+    if not isinstance(code, str) or not code.strip():
+        raise ValidationFailed.field("code", "Required.")
+    if isinstance(uses, bool) or not isinstance(uses, int) or not 0 < uses <= MAX_QUANTITY:
+        raise ValidationFailed.field("uses", f"A whole number from 1 to {MAX_QUANTITY}.")
+    row = scope_query(db.session.query(ServiceCode), ServiceCode) \
+        .filter(ServiceCode.code == code.strip().upper()).one_or_none()
+    if row is None:
+        raise NotFoundError("Not found", {"code": ["No such code."]})
+    trade = trade_for_update(db.session.get(Order, row.order_id).trade_id)
+    order = next(o for o in trade.orders if o.id == row.order_id)
+    if OrderStatus(order.status) not in REDEEMABLE:
+        raise IllegalOrderTransitionError("The order cannot be redeemed",
+                                          {"status": [OrderStatus(order.status).value]})
+    done = db.session.execute(
+        update(ServiceCode).where(ServiceCode.id == row.id, ServiceCode.uses_left >= uses)
+        .values(uses_left=ServiceCode.uses_left - uses, last_redeemed_at=now())
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.expire(row)
+    if not done:
+        raise ConflictError("Not enough uses left", {"uses": [f"{row.uses_left} left."]})
+    _note(order, f"code …{row.code[-4:]} redeemed ×{uses}")
+    publish("service_code.redeemed", {"code_id": row.id, "order_id": order.id, "uses": uses},
+            shop_id=order.shop_id)
+    left = db.session.scalar(select(func.sum(ServiceCode.uses_left))
+                             .where(ServiceCode.order_id == order.id))
+    if not left and order.order_type == "virtual" and \
+            OrderStatus(order.status) == OrderStatus.delivered:
+        _move_order(order, "complete", "all service codes redeemed")
+        _follow_trade(trade)
+        publish("order.completed", {"order_id": order.id}, shop_id=order.shop_id)
+    return row
 
 
 def visible_order(order_id: int) -> Order:

@@ -7,8 +7,8 @@ import nh3
 from sqlalchemy import func, literal, select, update
 
 from app.extensions import db
-from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
-                            Sku, Spu, SpuStatus, SpuTransition)
+from models.product import (Attribute, AttributeKind, Brand, Category, Fulfilment, GoodsKind,
+                            InputType, PriceChange, Sku, Spu, SpuStatus, SpuTransition)
 from models.storage import UploadedFile
 from services.actor import current_actor, scope_query
 from services.errors import (REFERENCE_NOT_FOUND, ConflictError, NotFoundError,
@@ -270,7 +270,27 @@ def prepare_spu(spu: Spu, *, creating: bool, changed: set[str] | None = None) ->
     spu.image_ids = check_images(spu.image_ids or [])
     if not (spu.title or "").strip():
         raise ValidationFailed.field("title", "Required.")
+    check_selling_terms(spu)
     return spu
+
+
+def check_selling_terms(spu: Spu) -> None:
+    """Goods kind and fulfilment route orders; a pre-sale needs its shipping day, and its
+    deposit (per unit, optional: without one the buyer pays in full) must be positive.
+    Services are redeemed, never shipped, so they cannot be drop-shipped."""
+    spu.goods_kind = GoodsKind(spu.goods_kind or GoodsKind.physical)
+    spu.fulfilment = Fulfilment(spu.fulfilment or Fulfilment.own)
+    if GoodsKind(spu.goods_kind) == GoodsKind.service and \
+            Fulfilment(spu.fulfilment) != Fulfilment.own:
+        raise ValidationFailed.field("fulfilment", "A service is fulfilled by its own shop.")
+    if spu.presale_deposit is not None:
+        if spu.presale_ships_on is None:
+            raise ValidationFailed.field("presale_ships_on", "A pre-sale deposit needs the day "
+                                                             "the goods ship.")
+        if spu.presale_deposit <= 0:
+            raise ValidationFailed.field("presale_deposit", "Must be positive.")
+    if spu.presale_ships_on is not None and GoodsKind(spu.goods_kind) == GoodsKind.service:
+        raise ValidationFailed.field("presale_ships_on", "Services are not sold ahead.")
 
 
 def _reference(row, relationship: str):

@@ -16,7 +16,7 @@ from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
-from models.order import Order, ShippingNotice
+from models.order import Order, ServiceCode, ShippingNotice
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -182,7 +182,19 @@ def _notice_row(shop: Shop) -> ShippingNotice:
     return ShippingNotice.query.filter_by(order_id=placed.id).first()
 
 
+def _service_code_row(shop: Shop) -> ServiceCode:
+    """The code a paid order of service goods issues."""
+    from services import order as orders
+
+    placed = make_order(shop, goods_kind="service")
+    with acting_as(Actor.system("factory")):
+        orders.mark_paid(placed.trade_id, "factory payment")
+        db.session.commit()
+    return ServiceCode.query.filter_by(order_id=placed.id).one()
+
+
 ROW_FACTORIES = {
+    ServiceCode: _service_code_row,
     ShippingNotice: _notice_row,
     Order: lambda shop: make_order(shop),
     Warehouse: make_warehouse,
@@ -214,13 +226,13 @@ def _shop_body(shop: Shop | None) -> dict:
 
 
 # Valid POST bodies for each writable REST resource, in `shop` (None: the merchant's own).
-def make_order(shop: Shop, quantity: int = 1) -> Order:
+def make_order(shop: Shop, quantity: int = 1, **spu_terms) -> Order:
     """An unpaid order of `shop`, placed through checkout: member, address, an on-sale SKU
-    with stock."""
+    with stock (`spu_terms`: goods_kind, fulfilment, presale_ships_on, presale_deposit)."""
     from services import order as orders
     from services import product
 
-    spu = make_spu(shop, with_skus=True)
+    spu = make_spu(shop, with_skus=True, **spu_terms)
     with acting_as(Actor.system("factory")):
         product.submit_spu(spu.id)
         product.approve_spu(spu.id)

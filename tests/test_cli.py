@@ -116,6 +116,14 @@ def test_demo_products_cover_every_status_with_sku_grids(app, monkeypatch):
     from models.order import Trade
 
     assert Member.query.count() == 3
-    assert {t.status.value for t in Trade.query} == {"pending_payment", "paid", "cancelled"}
+    assert {t.status.value for t in Trade.query} == {
+        "pending_payment", "paid", "shipped", "delivered", "completed", "cancelled"}
+    from models.order import Order, ServiceCode, ShippingNotice
+
+    assert {o.order_type for o in Order.query} == {"normal", "pre_sale", "virtual"}
+    assert {(n.route, n.status.value) for n in ShippingNotice.query} >= {
+        ("warehouse", "assigned"), ("warehouse", "picking"), ("warehouse", "shipped"),
+        ("dropship", "pending")}
+    assert ServiceCode.query.count() == 1
     leaf = next(c for c in Category.query if product.is_leaf(c))
     assert {a.kind.value for a in product.attributes_of(leaf)} == {"key", "non_key", "sales"}

@@ -7,8 +7,8 @@ def register(appbuilder) -> None:
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
                                  WarehouseApi, WarehouseView)
-    from views.order import (CheckoutApi, OrderApi, OrderView, ShippingNoticeApi,
-                             ShippingNoticeView, TradeApi, TradeView)
+    from views.order import (CheckoutApi, OrderApi, OrderView, ServiceCodeApi,
+                             ShippingNoticeApi, ShippingNoticeView, TradeApi, TradeView)
     from views.member import MemberAddressApi, MemberAddressView, MemberApi, MemberView
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
@@ -53,7 +53,7 @@ def register(appbuilder) -> None:
     appbuilder.add_view(TradeView, "Trades", label=_l("Trades"), icon="fa-credit-card", **orders)
     appbuilder.add_view(ShippingNoticeView, "Shipping notices", label=_l("Shipping notices"),
                         icon="fa-truck", **orders)
-    for api in (CheckoutApi, TradeApi, OrderApi, ShippingNoticeApi):
+    for api in (CheckoutApi, TradeApi, OrderApi, ShippingNoticeApi, ServiceCodeApi):
         appbuilder.add_api(api)
 
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")

@@ -172,6 +172,21 @@ class HoutaiModelView(ModelView):
         return self.actions[name].func(items)
 
 
+    def run_step(self, items, step, *args):
+        """A screen action calling a service step on each selected row: all or nothing, the
+        refusal flashed in the user's words."""
+        items = items if isinstance(items, list) else [items]
+        try:
+            for item in items:
+                step(item.id, *args)
+            db.session.commit()
+            flash(str(lazy_gettext("Done")), "success")
+        except HoutaiError as err:
+            db.session.rollback()
+            flash(err.message, "danger")
+        return redirect(self.get_redirect())
+
+
 class ReadOnlyModelView(HoutaiModelView):
     """A screen that is only read: add/edit/delete are not routed."""
 
@@ -531,3 +546,14 @@ def api_action(url: str, permission: str, methods=("POST",)):
 
 __all__ = ["HoutaiModelView", "HoutaiModelApi", "ReadOnlyModelApi", "ShopScopeFilter",
            "api_action", "scope_query", "visible"]
+
+
+def form_rule(rule, item):
+    """Run a service rule from a screen: a refusal becomes the form's error message."""
+    try:
+        rule(item)
+    except HoutaiError as err:
+        db.session.rollback()
+        reasons = "; ".join(f"{field}: {', '.join(map(str, why))}"
+                            for field, why in err.errors.items())
+        raise ValueError(reasons or err.message) from err

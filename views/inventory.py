@@ -2,16 +2,20 @@
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
+from wtforms import IntegerField
+from wtforms.validators import Optional
 
 from models.inventory import Stock, StockLedger, Warehouse
 from services import inventory
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
-                        api_action)
+                        api_action, form_rule)
+from views.forms import LinesField
 from views.schema import StrictInteger, json_body, load_or_422
 
 WAREHOUSE_LABELS = {"code": _l("Code"), "name": _l("Name"), "region": _l("Region"),
                     "outer_id": _l("Outer id (ERP)"), "enabled": _l("Enabled"),
-                    "shop": _l("Shop")}
+                    "shop": _l("Shop"), "service_regions": _l("Also serves (province codes)"),
+                    "priority": _l("Dispatch priority")}
 
 
 class WarehouseView(HoutaiModelView):
@@ -19,23 +23,52 @@ class WarehouseView(HoutaiModelView):
     center = "inventory"
     list_title = _l("Warehouses")
     label_columns = WAREHOUSE_LABELS
-    list_columns = ["code", "name", "region", "shop", "enabled"]
-    show_columns = ["code", "name", "region", "outer_id", "shop", "enabled", "created_at"]
-    add_columns = ["shop", "code", "name", "region", "outer_id", "enabled"]
-    edit_columns = ["code", "name", "region", "outer_id", "enabled"]
+    list_columns = ["code", "name", "region", "priority", "shop", "enabled"]
+    show_columns = ["code", "name", "region", "service_regions", "priority", "outer_id", "shop",
+                    "enabled", "created_at"]
+    add_columns = ["shop", "code", "name", "region", "service_regions", "priority", "outer_id",
+                   "enabled"]
+    edit_columns = ["code", "name", "region", "service_regions", "priority", "outer_id",
+                    "enabled"]
     search_columns = ["code", "name", "region", "shop", "enabled"]
+    formatters_columns = {"service_regions": lambda codes: ", ".join(codes or [])}
+    add_form_extra_fields = {
+        "service_regions": LinesField(_l("Also serves (province codes)"),
+                                      description=_l("One six-digit code per line")),
+        "priority": IntegerField(_l("Dispatch priority"), default=100, validators=[Optional()],
+                                 description=_l("Lower first among warehouses that serve the "
+                                                "buyer equally well")),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+
+    def pre_add(self, item):
+        super().pre_add(item)
+        form_rule(inventory.check_warehouse, item)
+
+    def pre_update(self, item):
+        super().pre_update(item)
+        form_rule(inventory.check_warehouse, item)
 
 
 class WarehouseApi(HoutaiModelApi):
     resource_name = "warehouse"
     datamodel = SQLAInterface(Warehouse)
     center = "inventory"
-    list_columns = ["id", "shop_id", "code", "name", "region", "outer_id", "enabled"]
+    list_columns = ["id", "shop_id", "code", "name", "region", "service_regions", "priority",
+                    "outer_id", "enabled"]
     show_columns = list_columns + ["created_at", "updated_at"]
-    add_columns = ["shop_id", "code", "name", "region", "outer_id", "enabled"]
-    edit_columns = ["code", "name", "region", "outer_id", "enabled"]
+    add_columns = ["shop_id", "code", "name", "region", "service_regions", "priority",
+                   "outer_id", "enabled"]
+    edit_columns = ["code", "name", "region", "service_regions", "priority", "outer_id",
+                    "enabled"]
     search_columns = ["shop_id", "code", "name", "region", "outer_id", "enabled"]
-    order_columns = ["id", "code", "name"]
+    order_columns = ["id", "code", "name", "priority"]
+
+    def pre_add(self, item):
+        inventory.check_warehouse(item)
+
+    def pre_update(self, item):
+        inventory.check_warehouse(item)
 
 
 STOCK_COLUMNS = ["id", "shop_id", "sku_id", "warehouse_id", "on_hand", "reserved", "available",

@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from models.member import Member, MemberAddress
 from services import member
-from views.base import HoutaiModelApi, HoutaiModelView, api_action
+from views.base import HoutaiModelApi, HoutaiModelView, api_action, form_rule
 from views.schema import ReasonSchema, json_body, load_or_422
 
 MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
@@ -73,9 +73,7 @@ class MemberAddressView(HoutaiModelView):
 
 
 def _screen_rule(rule, item):
-    from views.product import _form_rule
-
-    _form_rule(rule, item)
+    form_rule(rule, item)
 
 
 class MemberView(HoutaiModelView):

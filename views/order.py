@@ -1,20 +1,54 @@
 """订单中心 screens and REST resources: checkout (Storefront), trades, orders."""
 from datetime import datetime
 
+import csv
+import io
+
 from flask import request
+from flask_appbuilder.actions import action
 from flask_appbuilder.api import BaseApi
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.filters import FilterEqual, FilterStartsWith
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
+from sqlalchemy import false, select
 
 from app.extensions import db
-from models.order import ORDER_STATUS_LABELS, Order, ShippingNotice, Trade
+from models.order import (NOTICE_STATUS_LABELS, ORDER_STATUS_LABELS, Order, OrderLine,
+                          ServiceCode, ShippingNotice, Trade)
 from services import inventory, order
 from services.clock import business_time_text
 from services.errors import BadRequestError
+from services.member import mask_name, mask_phone, mask_text, masks_personal_data
 from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
-from views.schema import MoneyField, ReasonSchema, json_body, load_or_422
+from views.schema import (MoneyField, ReasonSchema, StrictInteger, json_body, load_or_422)
+
+
+class FilterOrderHasSku(BaseFilter):
+    """Orders with a line of this SKU (`col: lines, opr: has_sku, value: <sku id>`)."""
+
+    name = _l("Has SKU (id)")
+    arg_name = "has_sku"
+
+    def apply(self, query, value):
+        if not str(value).isdigit() or int(value) >= 2**31:
+            return query.filter(false())
+        return query.filter(Order.id.in_(select(OrderLine.order_id)
+                                         .where(OrderLine.sku_id == int(value))))
+
+
+class FilterOrderHasSkuCode(BaseFilter):
+    """Orders with a line of the SKU with this code (the screen's search by SKU)."""
+
+    name = _l("Has SKU (code)")
+    arg_name = "has_sku_code"
+
+    def apply(self, query, value):
+        code = str(value or "").strip()
+        return query.filter(Order.id.in_(select(OrderLine.order_id)
+                                         .where(OrderLine.sku_code == code)))
 
 CHECKOUT_DOC = """
         ---
@@ -135,7 +169,10 @@ class TradeApi(ReadOnlyModelApi):
 
 
 ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
-                 "goods_amount", "discount_amount", "freight", "payable", "created_at", "paid_at"]
+                 "seller_flag", "goods_amount", "discount_amount", "freight", "payable",
+                 "created_at", "paid_at"]
+ORDER_DETAIL = ["seller_remark", "address", "deposit", "ships_after", "delivered_at",
+                "line_items", "shipments", "service_codes", "history"]
 
 
 class ChangePriceSchema(Schema):
@@ -143,22 +180,65 @@ class ChangePriceSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
+class RemarkSchema(Schema):
+    remark = fields.String(load_default=None, validate=validate.Length(max=255))
+    flag = fields.String(load_default=None, validate=validate.OneOf(order.SELLER_FLAGS))
+
+
+class AddressSchema(Schema):
+    recipient = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    phone = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    province_code = fields.String(required=True)
+    city_code = fields.String(required=True)
+    district_code = fields.String(required=True)
+    detail = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ChangeAddressSchema(Schema):
+    address = fields.Nested(AddressSchema, required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+def masked_order(result: dict) -> dict:
+    """Merchants and customer service see the buyer's address masked, and service codes by
+    their last four characters (the buyer shows the whole code to redeem it)."""
+    if not masks_personal_data():
+        return result
+    address = result.get("address")
+    if isinstance(address, dict) and address:
+        result["address"] = {**address, "recipient": mask_name(address.get("recipient")),
+                             "phone": mask_phone(address.get("phone")),
+                             "detail": mask_text(address.get("detail"))}
+    for code in result.get("service_codes") or []:
+        code["code"] = "*" * (len(code["code"]) - 4) + code["code"][-4:]
+    return result
+
+
 class OrderApi(ReadOnlyModelApi):
     resource_name = "order"
     datamodel = SQLAInterface(Order)
     center = "order"
     include_route_methods = {"get", "get_list", "info", "change_price", "deliver",
-                             "confirm_receipt"}
+                             "confirm_receipt", "remark", "change_address"}
     keyset_pagination = True
     list_columns = ORDER_COLUMNS
-    show_columns = ORDER_COLUMNS + ["seller_remark", "line_items", "history"]
-    search_columns = ["order_no", "trade_id", "shop_id", "member_id", "status", "created_at"]
+    show_columns = ORDER_COLUMNS + ORDER_DETAIL
+    search_columns = ["order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
+                      "seller_flag", "created_at", "lines"]
+    search_filters = {"lines": [FilterOrderHasSku]}
     order_columns = ["id", "created_at", "payable"]
     base_order = ("id", "desc")
 
+    def pre_get(self, data):
+        masked_order(data["result"])
+
+    def answer_order(self, item):
+        db.session.commit()
+        return self.response(200, result=masked_order(self.show_model_schema.dump(item)))
+
     @api_action("/<int:pk>/change-price", "change_price")
     def change_price(self, pk):
-        """改价: set an unpaid order's payable, apportioned over its lines
+        """改价: set an unpaid order's payable, with a reason (audited)
         ---
         post:
           requestBody:
@@ -169,33 +249,75 @@ class OrderApi(ReadOnlyModelApi):
                   properties: {payable: {type: string}, reason: {type: string}}
                   required: [payable, reason]
           responses:
-            200: {description: The order with its new amounts}
+            200: {description: The order with its new price}
         """
         body = load_or_422(ChangePriceSchema(), json_body())
-        changed = order.change_order_price(pk, body["payable"], body["reason"])
-        return self.answer_saved(changed)
+        return self.answer_order(order.change_order_price(pk, body["payable"], body["reason"]))
+
+    @api_action("/<int:pk>/remark", "remark")
+    def remark(self, pk):
+        """The merchant's remark and flag (旗帜: none, red, yellow, green, blue, purple)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {remark: {type: string}, flag: {type: string}}
+          responses:
+            200: {description: The order}
+        """
+        body = load_or_422(RemarkSchema(), json_body())
+        return self.answer_order(order.set_seller_remark(pk, body["remark"], body["flag"]))
+
+    @api_action("/<int:pk>/change-address", "change_address")
+    def change_address(self, pk):
+        """Change where the order ships, before anything of it has shipped
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    address:
+                      type: object
+                      properties:
+                        recipient: {type: string}
+                        phone: {type: string}
+                        province_code: {type: string}
+                        city_code: {type: string}
+                        district_code: {type: string}
+                        detail: {type: string}
+                    reason: {type: string}
+                  required: [address, reason]
+          responses:
+            200: {description: The order with its new address}
+        """
+        body = load_or_422(ChangeAddressSchema(), json_body())
+        return self.answer_order(order.change_address(pk, body["address"], body["reason"]))
 
     @api_action("/<int:pk>/deliver", "deliver")
     def deliver(self, pk):
-        """Record that a shipped order was delivered (staff, until carrier tracking exists)
+        """Record delivery (staff, until carrier tracking exists)
         ---
         post:
           responses:
             200: {description: The order, delivered}
         """
-        delivered = order.deliver_order(pk)
-        return self.answer_saved(delivered)
+        return self.answer_order(order.deliver_order(pk))
 
     @api_action("/<int:pk>/confirm-receipt", "confirm_receipt")
     def confirm_receipt(self, pk):
-        """The buyer confirms receipt of a delivered order: it completes
+        """The buyer confirms receipt: the order completes
         ---
         post:
           responses:
             200: {description: The order, completed}
         """
-        completed = order.confirm_receipt(pk)
-        return self.answer_saved(completed)
+        return self.answer_order(order.confirm_receipt(pk))
 
 
 class ShipSchema(Schema):
@@ -203,18 +325,30 @@ class ShipSchema(Schema):
     tracking_no = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
-NOTICE_COLUMNS = ["id", "notice_no", "shop_id", "order_id", "warehouse_id", "status", "lines",
-                  "payable", "carrier", "tracking_no", "created_at", "shipped_at"]
+class ImportTrackingSchema(Schema):
+    rows = fields.List(fields.Raw(), required=True)
+
+
+NOTICE_COLUMNS = ["id", "notice_no", "shop_id", "order_id", "route", "warehouse_id", "status",
+                  "hold_reason", "lines", "payable", "carrier", "tracking_no", "created_at",
+                  "shipped_at"]
+STEP_DOC = """
+        ---
+        post:
+          responses:
+            200: {description: The notice}
+"""
 
 
 class ShippingNoticeApi(ReadOnlyModelApi):
     resource_name = "shipping_notice"
     datamodel = SQLAInterface(ShippingNotice)
     center = "dispatch"
-    include_route_methods = {"get", "get_list", "info", "ship"}
+    include_route_methods = {"get", "get_list", "info", "ship", "pick", "pack", "hold",
+                             "release", "import_tracking"}
     list_columns = NOTICE_COLUMNS
     show_columns = NOTICE_COLUMNS
-    search_columns = ["notice_no", "shop_id", "order_id", "warehouse_id", "status"]
+    search_columns = ["notice_no", "shop_id", "order_id", "route", "warehouse_id", "status"]
     order_columns = ["id", "created_at"]
     base_order = ("id", "desc")
 
@@ -237,6 +371,137 @@ class ShippingNoticeApi(ReadOnlyModelApi):
         notice = order.ship_notice(pk, body["carrier"], body["tracking_no"])
         return self.answer_saved(notice)
 
+    @api_action("/<int:pk>/pick", "pick")
+    def pick(self, pk):
+        return self.answer_saved(order.move_notice(pk, "pick"))
+
+    @api_action("/<int:pk>/pack", "pack")
+    def pack(self, pk):
+        return self.answer_saved(order.move_notice(pk, "pack"))
+
+    @api_action("/<int:pk>/hold", "hold")
+    def hold(self, pk):
+        """Hold the notice (a person must look at it first), with a reason
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reason: {type: string}}, required: [reason]}
+          responses:
+            200: {description: The notice, held}
+        """
+        body = load_or_422(ReasonSchema(), json_body())
+        return self.answer_saved(order.move_notice(pk, "hold", body["reason"]))
+
+    @api_action("/<int:pk>/release", "release")
+    def release(self, pk):
+        return self.answer_saved(order.release_notice(pk))
+
+    @api_action("/import-tracking", "import_tracking")
+    def import_tracking(self):
+        """Ship many notices at once from tracking numbers (JSON rows or a CSV body)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    rows:
+                      type: array
+                      items:
+                        type: object
+                        properties:
+                          notice_no: {type: string}
+                          order_no: {type: string}
+                          carrier: {type: string}
+                          tracking_no: {type: string}
+                  required: [rows]
+              text/csv:
+                schema: {type: string}
+          responses:
+            200: {description: The notices shipped}
+        """
+        if request.mimetype == "text/csv":
+            rows = tracking_rows_from_csv(request.get_data(cache=True))
+        else:
+            rows = load_or_422(ImportTrackingSchema(), json_body())["rows"]
+        shipped = order.import_tracking(rows)
+        db.session.commit()
+        return self.response(200, result={"shipped": len(shipped),
+                                          "notices": [n.id for n in shipped]})
+
+    pick.__doc__ = "Picking has started" + STEP_DOC
+    pack.__doc__ = "Packed, ready to ship" + STEP_DOC
+    release.__doc__ = "Release a held notice to where it was" + STEP_DOC
+
+
+def tracking_rows_from_csv(raw: bytes) -> list[dict]:
+    """A CSV with a header naming notice_no or order_no, carrier, tracking_no (UTF-8, a BOM
+    from spreadsheet programs allowed)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequestError("The CSV must be UTF-8", {"rows": [str(exc)]}) from exc
+    if "\x00" in text:
+        raise BadRequestError("NUL characters are not accepted")
+    reader = csv.DictReader(io.StringIO(text))
+    known = {"notice_no", "order_no", "carrier", "tracking_no"}
+    if not reader.fieldnames or not {"carrier", "tracking_no"} <= set(reader.fieldnames):
+        raise BadRequestError("The CSV needs a header: notice_no (or order_no), carrier, "
+                              "tracking_no", {"rows": ["Missing header."]})
+    return [{k: (v or "").strip() for k, v in row.items() if k in known}
+            for row in reader]
+
+
+class ServiceCodeApi(ReadOnlyModelApi):
+    """Service codes (核销码) of service goods; merchants redeem them."""
+
+    resource_name = "service_code"
+    datamodel = SQLAInterface(ServiceCode)
+    center = "order"
+    include_route_methods = {"get", "get_list", "info", "redeem"}
+    list_columns = ["id", "shop_id", "order_id", "order_line_id", "member_id", "code_hint",
+                    "uses_total", "uses_left", "status", "created_at", "last_redeemed_at"]
+    show_columns = list_columns
+    search_columns = ["shop_id", "order_id", "member_id", "uses_left"]
+    order_columns = ["id", "created_at"]
+    base_order = ("id", "desc")
+
+    @api_action("/redeem", "redeem")
+    def redeem(self):
+        """核销: redeem uses of a code the buyer shows
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {code: {type: string}, uses: {type: integer}}
+                  required: [code]
+          responses:
+            200: {description: The code with what is left}
+        """
+        body = load_or_422(RedeemSchema(), json_body())
+        return self.answer_saved(order.redeem_service_code(body["code"], body["uses"]))
+
+
+class RedeemSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    uses = StrictInteger(load_default=1, validate=validate.Range(min=1, max=9999))
+
+
+def _address_text(address: dict | None) -> str:
+    if not address:
+        return ""
+    shown = masked_order({"address": address})["address"]
+    return (f"{shown.get('recipient', '')} {shown.get('phone', '')} "
+            f"{shown.get('province_code', '')}/{shown.get('city_code', '')}/"
+            f"{shown.get('district_code', '')} {shown.get('detail', '')}")
+
 
 class ShippingNoticeView(ReadOnlyModelView):
     datamodel = SQLAInterface(ShippingNotice)
@@ -245,12 +510,27 @@ class ShippingNoticeView(ReadOnlyModelView):
     label_columns = {"notice_no": _l("Notice no."), "order": _l("Order"), "shop": _l("Shop"),
                      "status": _l("Status"), "payable": _l("Payable"), "carrier": _l("Carrier"),
                      "tracking_no": _l("Tracking no."), "created_at": _l("Created at"),
-                     "shipped_at": _l("Shipped at"), "lines": _l("Lines")}
-    list_columns = ["notice_no", "shop", "status", "payable", "carrier", "tracking_no",
-                    "created_at"]
-    show_columns = list_columns + ["lines", "shipped_at"]
-    search_columns = ["notice_no", "shop", "status"]
+                     "shipped_at": _l("Shipped at"), "lines": _l("Lines"),
+                     "warehouse": _l("Warehouse"), "route": _l("Route"),
+                     "hold_reason": _l("Hold reason")}
+    list_columns = ["notice_no", "shop", "warehouse", "route", "status", "payable", "carrier",
+                    "tracking_no", "created_at"]
+    show_columns = list_columns + ["order", "hold_reason", "lines", "shipped_at"]
+    search_columns = ["notice_no", "shop", "warehouse", "route", "status"]
+    formatters_columns = {"status": lambda status: NOTICE_STATUS_LABELS.get(status, status)}
     base_order = ("id", "desc")
+
+    @action("pick", _l("Start picking"), None, "fa-hand-paper-o")
+    def pick(self, items):
+        return self.run_step(items, lambda pk: order.move_notice(pk, "pick"))
+
+    @action("pack", _l("Packed"), None, "fa-archive")
+    def pack(self, items):
+        return self.run_step(items, lambda pk: order.move_notice(pk, "pack"))
+
+    @action("release", _l("Release hold"), None, "fa-play")
+    def release(self, items):
+        return self.run_step(items, order.release_notice)
 
 
 STATUS_FORMAT = {"status": lambda status: ORDER_STATUS_LABELS.get(status, status)}
@@ -271,6 +551,12 @@ class TradeView(ReadOnlyModelView):
     base_order = ("id", "desc")
 
 
+def _steps_text(steps) -> str:
+    return "\n".join(
+        f"{business_time_text(datetime.fromisoformat(s['at']))} {s['from'] or '-'} → "
+        f"{s['to']} ({s['actor']})" + (f": {s['note']}" if s["note"] else "") for s in steps)
+
+
 class OrderView(ReadOnlyModelView):
     datamodel = SQLAInterface(Order)
     center = "order"
@@ -278,18 +564,30 @@ class OrderView(ReadOnlyModelView):
     label_columns = {"order_no": _l("Order no."), "shop": _l("Shop"), "status": _l("Status"),
                      "payable": _l("Payable"), "created_at": _l("Created at"),
                      "line_items": _l("Lines"), "history": _l("Timeline"),
-                     "paid_at": _l("Paid at")}
-    list_columns = ["order_no", "shop", "status", "payable", "created_at"]
-    show_columns = ["order_no", "shop", "status", "payable", "line_items", "history",
-                    "created_at", "paid_at"]
-    search_columns = ["order_no", "shop", "status", "created_at"]
+                     "paid_at": _l("Paid at"), "member": _l("Member"),
+                     "order_type": _l("Order type"), "seller_flag": _l("Flag"),
+                     "seller_remark": _l("Seller remark"), "address": _l("Ship to"),
+                     "shipments": _l("Shipments"), "service_codes": _l("Service codes"),
+                     "deposit": _l("Deposit"), "ships_after": _l("Ships after")}
+    list_columns = ["order_no", "shop", "member", "order_type", "status", "seller_flag",
+                    "payable", "created_at"]
+    show_columns = ["order_no", "shop", "member", "order_type", "status", "payable", "deposit",
+                    "ships_after", "seller_flag", "seller_remark", "address", "line_items",
+                    "shipments", "service_codes", "history", "created_at", "paid_at"]
+    search_columns = ["order_no", "shop", "member", "order_type", "status", "seller_flag",
+                      "created_at"]
+    search_filters = {"order_no": [FilterEqual, FilterStartsWith, FilterOrderHasSkuCode]}
     formatters_columns = {
         **STATUS_FORMAT,
+        "address": _address_text,
         "line_items": lambda lines: "\n".join(
             f"{x['sku_code']} {x['title']} × {x['quantity']} = {x['payable']}" for x in lines),
-        "history": lambda steps: "\n".join(
-            f"{business_time_text(datetime.fromisoformat(s['at']))} {s['from'] or '-'} → "
-            f"{s['to']} ({s['actor']})" + (f": {s['note']}" if s["note"] else "")
-            for s in steps),
+        "shipments": lambda notices: "\n".join(
+            f"{n['notice_no']} {n['route']} {n['status']} {n['carrier'] or ''} "
+            f"{n['tracking_no'] or ''}" for n in notices),
+        "service_codes": lambda codes: "\n".join(
+            f"{c['code'] if not masks_personal_data() else '…' + c['code'][-4:]} "
+            f"{c['uses_left']}/{c['uses_total']}" for c in codes),
+        "history": _steps_text,
     }
     base_order = ("id", "desc")

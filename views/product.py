@@ -9,17 +9,20 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, ValidationError, fields, validate
+from wtforms import SelectField
+from wtforms.validators import Optional
 from sqlalchemy import exists, false
 from sqlalchemy.orm import aliased
 
 from app.extensions import db
-from models.product import (ATTRIBUTE_KIND_LABELS, SPU_STATUS_LABELS, Attribute, Brand, Category,
+from models.product import (ATTRIBUTE_KIND_LABELS, FULFILMENT_LABELS, GOODS_KIND_LABELS,
+                            SPU_STATUS_LABELS, Attribute, Brand, Category, Fulfilment, GoodsKind,
                             PriceChange, Sku, Spu, SpuTransition)
 from services import product
 from services.clock import business_time_text
 from services.errors import HoutaiError, ValidationFailed
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
-                        api_action)
+                        api_action, form_rule)
 from views.forms import IdListField, JSONTextAreaField, LinesField
 from views.schema import MoneyField, ReasonSchema, StrictInteger, json_body, load_or_422
 
@@ -77,14 +80,14 @@ class CategoryView(HoutaiModelView):
 
     def pre_add(self, item):
         super().pre_add(item)
-        _form_rule(product.place_category, item)
+        form_rule(product.place_category, item)
 
     def pre_update(self, item):
         super().pre_update(item)
-        _form_rule(product.place_category, item)
+        form_rule(product.place_category, item)
 
     def pre_delete(self, item):
-        _form_rule(product.check_category_deletable, item)
+        form_rule(product.check_category_deletable, item)
 
 
 class CategoryApi(HoutaiModelApi):
@@ -156,10 +159,10 @@ class AttributeView(HoutaiModelView):
     edit_form_extra_fields = add_form_extra_fields
 
     def pre_add(self, item):
-        _form_rule(product.check_attribute_definition, item)
+        form_rule(product.check_attribute_definition, item)
 
     def pre_update(self, item):
-        _form_rule(product.check_attribute_definition, item)
+        form_rule(product.check_attribute_definition, item)
 
 
 class AttributeApi(HoutaiModelApi):
@@ -182,17 +185,6 @@ class AttributeApi(HoutaiModelApi):
         product.check_attribute_definition(item)
 
 
-def _form_rule(rule, item):
-    """Run a service rule from a screen: a refusal becomes the form's error message."""
-    try:
-        rule(item)
-    except HoutaiError as err:
-        db.session.rollback()
-        reasons = "; ".join(f"{field}: {', '.join(map(str, why))}"
-                            for field, why in err.errors.items())
-        raise ValueError(reasons or err.message) from err
-
-
 # -- SPUs ---------------------------------------------------------------------------------------
 
 SPU_LABELS = {"title": _l("Title"), "subtitle": _l("Subtitle"), "description": _l("Description"),
@@ -200,7 +192,11 @@ SPU_LABELS = {"title": _l("Title"), "subtitle": _l("Subtitle"), "description": _
               "attribute_values": _l("Attribute values (JSON)"), "image_ids": _l("Images"),
               "outer_id": _l("Outer id (ERP)"), "shop": _l("Shop"),
               "reject_reason": _l("Reject reason"), "history": _l("History"),
-              "created_at": _l("Created at"), "changed_since_review": _l("Changed since review")}
+              "created_at": _l("Created at"), "changed_since_review": _l("Changed since review"),
+              "goods_kind": _l("Goods kind"), "fulfilment": _l("Fulfilment"),
+              "presale_ships_on": _l("Pre-sale: ships on"),
+              "presale_deposit": _l("Pre-sale: deposit per unit")}
+SELLING_COLUMNS = ["goods_kind", "fulfilment", "presale_ships_on", "presale_deposit"]
 
 
 class SpuTransitionView(ReadOnlyModelView):
@@ -290,17 +286,19 @@ class SpuView(HoutaiModelView):
     label_columns = SPU_LABELS
     list_columns = ["title", "shop", "category", "brand", "status", "outer_id", "created_at"]
     show_columns = ["title", "subtitle", "shop", "category", "brand", "status", "reject_reason",
-                    "attribute_values", "image_ids", "description", "outer_id", "history",
-                    "created_at"]
+                    "attribute_values", "image_ids", "description", "outer_id",
+                    *SELLING_COLUMNS, "history", "created_at"]
     add_columns = ["shop", "title", "subtitle", "category", "brand", "attribute_values",
-                   "image_ids", "description", "outer_id"]
+                   "image_ids", "description", "outer_id", *SELLING_COLUMNS]
     edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "image_ids",
-                    "description", "outer_id"]
+                    "description", "outer_id", *SELLING_COLUMNS]
     search_columns = ["title", "shop", "category", "brand", "status", "outer_id"]
     search_filters = {"category": [FilterInCategoryTree]}
     related_views = [SkuView, SpuTransitionView]
     formatters_columns = {
         "status": lambda status: SPU_STATUS_LABELS.get(status, status),
+        "goods_kind": lambda kind: GOODS_KIND_LABELS.get(kind, kind),
+        "fulfilment": lambda kind: FULFILMENT_LABELS.get(kind, kind),
         "attribute_values": product.describe_values,
         "history": lambda steps: "\n".join(
             f"{business_time_text(datetime.fromisoformat(s['at']))} {s['from'] or '-'} → "
@@ -314,6 +312,12 @@ class SpuView(HoutaiModelView):
             description=_l('{"attribute id": value}, e.g. {"3": "cotton"}')),
         "image_ids": IdListField(_l("Images"), description=_l(
             "Ids of uploaded images (System → Uploaded files), separated by commas")),
+        "goods_kind": SelectField(_l("Goods kind"), default=GoodsKind.physical.value,
+                                  choices=[(k.value, v) for k, v in GOODS_KIND_LABELS.items()],
+                                  validators=[Optional()]),
+        "fulfilment": SelectField(_l("Fulfilment"), default=Fulfilment.own.value,
+                                  choices=[(k.value, v) for k, v in FULFILMENT_LABELS.items()],
+                                  validators=[Optional()]),
     }
     edit_form_extra_fields = add_form_extra_fields
     add_form_query_rel_fields = {"category": [["id", FilterSelectableCategory, None]],
@@ -322,34 +326,22 @@ class SpuView(HoutaiModelView):
 
     def pre_add(self, item):
         super().pre_add(item)
-        _form_rule(lambda spu: product.prepare_spu(spu, creating=True), item)
+        form_rule(lambda spu: product.prepare_spu(spu, creating=True), item)
         db.session.add(item)
         db.session.flush()
         product.record_creation(item)
 
     def pre_update(self, item):
         super().pre_update(item)
-        _form_rule(lambda spu: product.prepare_spu(spu, creating=False), item)
-
-    def _workflow(self, items, step, *args):
-        items = items if isinstance(items, list) else [items]
-        try:
-            for item in items:
-                step(item.id, *args)
-            db.session.commit()
-            flash(str(_l("Done")), "success")
-        except HoutaiError as err:
-            db.session.rollback()
-            flash(err.message, "danger")
-        return redirect(self.get_redirect())
+        form_rule(lambda spu: product.prepare_spu(spu, creating=False), item)
 
     @action("submit", _l("Submit for review"), None, "fa-paper-plane")
     def submit(self, items):
-        return self._workflow(items, product.submit_spu)
+        return self.run_step(items, product.submit_spu)
 
     @action("approve", _l("Approve"), None, "fa-check")
     def approve(self, items):
-        return self._workflow(items, product.approve_spu)
+        return self.run_step(items, product.approve_spu)
 
     @action("reject", _l("Reject"), None, "fa-ban", multiple=False)
     def reject(self, item):
@@ -358,11 +350,11 @@ class SpuView(HoutaiModelView):
 
     @action("off_sale", _l("Take off sale"), None, "fa-arrow-down")
     def off_sale(self, items):
-        return self._workflow(items, product.take_off_sale)
+        return self.run_step(items, product.take_off_sale)
 
     @action("on_sale", _l("Put on sale"), None, "fa-arrow-up")
     def on_sale(self, items):
-        return self._workflow(items, product.put_on_sale)
+        return self.run_step(items, product.put_on_sale)
 
     @action("generate", _l("Generate SKU grid"), None, "fa-th", multiple=False)
     def generate(self, item):
@@ -454,7 +446,7 @@ SPU_LIST = ["id", "shop_id", "title", "status", "category_id", "brand_id", "oute
             "created_at"]
 SPU_SHOW = ["id", "shop_id", "title", "subtitle", "description", "category_id", "brand_id",
             "status", "attribute_values", "image_ids", "outer_id", "reject_reason",
-            "changed_since_review", "history", "created_at", "updated_at"]
+            "changed_since_review", *SELLING_COLUMNS, "history", "created_at", "updated_at"]
 
 
 class SpuApi(HoutaiModelApi):
@@ -464,9 +456,9 @@ class SpuApi(HoutaiModelApi):
     list_columns = SPU_LIST
     show_columns = SPU_SHOW
     add_columns = ["shop_id", "title", "subtitle", "description", "category_id", "brand_id",
-                   "attribute_values", "image_ids", "outer_id"]
+                   "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS]
     edit_columns = ["title", "subtitle", "description", "category_id", "brand_id",
-                    "attribute_values", "image_ids", "outer_id"]
+                    "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS]
     search_columns = ["shop_id", "title", "status", "category_id", "brand_id", "outer_id"]
     search_filters = {"category_id": [FilterInCategoryTree]}
     order_columns = ["id", "title", "status", "created_at"]
