@@ -1,9 +1,10 @@
 """Dashboard panels: each center registers its figures here; every figure is shop-scoped."""
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Callable
 
-from sqlalchemy import func
+from sqlalchemy import func, literal
 
 from flask_babel import lazy_gettext as _l
 
@@ -119,3 +120,97 @@ def low_stock() -> dict:
 
 register_panel(Panel("low_stock", _l("Low stock by warehouse"), "bar", ("can_list", "StockView"),
                      low_stock))
+
+
+ORDER_DAYS = 14
+# orders that count as sales: paid, whatever happened after (closed comes with refunds)
+SOLD = ("paid", "fulfilling", "shipped", "delivered", "completed")
+
+
+def _per_business_day(stamped_rows, days: int) -> tuple[list, dict]:
+    """Sum (stamp, amount) rows into the last `days` business days."""
+    zone = business_zone()
+    start_day = business_date() - timedelta(days=days - 1)
+    totals: dict = {}
+    for stamp, amount in stamped_rows:
+        day = stamp.astimezone(zone).date()
+        if day >= start_day:
+            totals[day] = totals.get(day, 0) + amount
+    return [start_day + timedelta(days=i) for i in range(days)], totals
+
+
+def orders_per_day(days: int = ORDER_DAYS) -> dict:
+    """Orders placed per business day (the viewer's shop only)."""
+    from models.order import Order
+
+    rows = scope_query(db.session.query(Order.created_at, literal(1)), Order) \
+        .filter(Order.created_at >= now() - timedelta(days=days + 1)).all()
+    labels, counts = _per_business_day(rows, days)
+    return {"keys": [d.isoformat() for d in labels], "labels": [d.isoformat() for d in labels],
+            "values": [counts.get(d, 0) for d in labels]}
+
+
+def gmv_per_day(days: int = ORDER_DAYS) -> dict:
+    """GMV: the payable of orders paid per business day, to the cent (as text)."""
+    from models.order import Order
+
+    rows = scope_query(db.session.query(Order.paid_at, Order.payable), Order) \
+        .filter(Order.paid_at >= now() - timedelta(days=days + 1),
+                Order.status.in_(SOLD)).all()
+    labels, sums = _per_business_day(rows, days)
+    return {"keys": [d.isoformat() for d in labels], "labels": [d.isoformat() for d in labels],
+            "values": [f"{sums.get(d, Decimal('0')):.2f}" for d in labels]}
+
+
+def orders_by_status() -> dict:
+    from models.order import ORDER_STATUS_LABELS, Order, OrderStatus
+
+    rows = scope_query(db.session.query(Order.status, func.count(Order.id)), Order) \
+        .group_by(Order.status).all()
+    counts = {OrderStatus(status): n for status, n in rows}
+    return {"keys": [s.value for s in ORDER_STATUS_LABELS],
+            "labels": [str(t) for t in ORDER_STATUS_LABELS.values()],
+            "values": [counts.get(status, 0) for status in ORDER_STATUS_LABELS]}
+
+
+TOP_SKUS = 10
+
+
+def _top_skus(measure, days: int) -> list:
+    from models.order import Order, OrderLine
+
+    query = scope_query(db.session.query(OrderLine.sku_id, OrderLine.sku_code, measure)
+                        .join(Order, Order.id == OrderLine.order_id), OrderLine) \
+        .filter(Order.status.in_(SOLD), Order.paid_at >= now() - timedelta(days=days)) \
+        .group_by(OrderLine.sku_id, OrderLine.sku_code) \
+        .order_by(measure.desc(), OrderLine.sku_id).limit(TOP_SKUS)
+    return [(code, total) for _, code, total in query.all()]
+
+
+def top_skus_by_gmv(days: int = 30) -> dict:
+    """The SKUs sold for the most over the last 30 days (payable of sold orders)."""
+    from models.order import OrderLine
+
+    rows = _top_skus(func.sum(OrderLine.payable), days)
+    return {"keys": [code for code, _ in rows], "labels": [code for code, _ in rows],
+            "values": [f"{Decimal(total):.2f}" for _, total in rows]}
+
+
+def top_skus_by_quantity(days: int = 30) -> dict:
+    from models.order import OrderLine
+
+    rows = _top_skus(func.sum(OrderLine.quantity), days)
+    return {"keys": [code for code, _ in rows], "labels": [code for code, _ in rows],
+            "values": [int(total) for _, total in rows]}
+
+
+register_panel(Panel("orders_per_day", _l("Orders per day"), "line", ("can_list", "OrderView"),
+                     orders_per_day))
+register_panel(Panel("gmv_per_day", _l("GMV per day"), "line", ("can_list", "OrderView"),
+                     gmv_per_day))
+register_panel(Panel("order_status", _l("Orders by status"), "bar", ("can_list", "OrderView"),
+                     orders_by_status))
+register_panel(Panel("top_sku_gmv", _l("Top SKUs by GMV (30 days)"), "bar",
+                     ("can_list", "OrderView"), top_skus_by_gmv))
+register_panel(Panel("top_sku_quantity", _l("Top SKUs by quantity (30 days)"), "bar",
+                     ("can_list", "OrderView"), top_skus_by_quantity))

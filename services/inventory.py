@@ -179,13 +179,14 @@ def _merge(lines):
 
 def _preferred(rows: list[tuple[Stock, Warehouse]], quantity: int,
                province_code: str | None) -> list[Stock]:
-    """The dispatch rules, in order: a warehouse serving the buyer's province before one that
-    does not; one that can send the whole line (no split) before one that cannot; then the
-    warehouse's priority (lower first); then the most available; then the oldest row."""
+    """The dispatch rules, in order: a warehouse that can send the whole line (one parcel)
+    before one that cannot; among those, one serving the buyer's province before one that
+    does not; then the warehouse's priority (lower first); then the most available; then the
+    oldest row."""
     def rank(pair):
         stock, warehouse = pair
         available = stock.on_hand - stock.reserved
-        return (not warehouse.serves(province_code), available < quantity, warehouse.priority,
+        return (available < quantity, not warehouse.serves(province_code), warehouse.priority,
                 -available, stock.id)
     return [stock for stock, _ in sorted(rows, key=rank)]
 

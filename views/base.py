@@ -117,6 +117,21 @@ class HoutaiModelView(ModelView):
                                    **(self.formatters_columns or {})}
         super().__init__(**kwargs)
 
+    # {column: [filter classes]}: a screen's own filters for a column, as REST resources have
+    # (FAB's screens otherwise ignore them). They come first in the column's list because
+    # FAB's screens read the filter index from the URL as a single digit (`_flt_<d>_<col>`).
+    search_filters: dict | None = None
+
+    def _init_properties(self):
+        super()._init_properties()
+        if self.search_filters:
+            self._filters = self.datamodel.get_filters(self.search_columns)
+            # the search widget lists _search_filters; the URL's index picks from _all_filters
+            for offered in (self._filters.get_search_filters(), self._filters._all_filters):
+                for column, own in self.search_filters.items():
+                    offered[column] = [f(column, self.datamodel) for f in own] + \
+                        offered.get(column, [])
+
     def _guard_shop(self, item) -> None:
         """A merchant's form may only write rows of the merchant's own shop."""
         column = shop_column_of(type(item))

@@ -8,7 +8,6 @@ from flask import request
 from flask_appbuilder.actions import action
 from flask_appbuilder.api import BaseApi
 from flask_appbuilder.models.filters import BaseFilter
-from flask_appbuilder.models.sqla.filters import FilterEqual, FilterStartsWith
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
@@ -576,7 +575,8 @@ class OrderView(ReadOnlyModelView):
                     "shipments", "service_codes", "history", "created_at", "paid_at"]
     search_columns = ["order_no", "shop", "member", "order_type", "status", "seller_flag",
                       "created_at"]
-    search_filters = {"order_no": [FilterEqual, FilterStartsWith, FilterOrderHasSkuCode]}
+    # FAB appends these to the column's own filters: search "Order no. — Has SKU (code)"
+    search_filters = {"order_no": [FilterOrderHasSkuCode]}
     formatters_columns = {
         **STATUS_FORMAT,
         "address": _address_text,
