@@ -18,12 +18,16 @@ def panels_on(page: str) -> dict:
     return found
 
 
+ORDER_PANELS = {"orders_per_day", "gmv_per_day", "order_status", "top_sku_gmv",
+                "top_sku_quantity"}
+
+
 def test_admin_panels_match_sql(browser, shops):
     shops["B"].status = "suspended"
     db.session.commit()
     figures = panels_on(browser("Admin").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "deliveries", "spu_status", "spu_category",
-                            "low_stock"}
+                            "low_stock", *ORDER_PANELS}
     by_status = dict(db.session.execute(text("SELECT status, COUNT(*) FROM shop GROUP BY status")).all())
     assert dict(zip(figures["shops"]["keys"], figures["shops"]["values"])) == {
         label: by_status.get(label, 0) for label in ("applying", "open", "suspended", "closed")}
@@ -32,7 +36,8 @@ def test_admin_panels_match_sql(browser, shops):
 def test_merchant_sees_only_its_shop_in_every_panel(browser, api, shops):
     api("Operations").put(f"/api/v1/shop/{shops['B'].id}", json={"name": "B renamed"})
     figures = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
-    assert set(figures) == {"shops", "audit", "spu_status", "spu_category", "low_stock"}
+    assert set(figures) == {"shops", "audit", "spu_status", "spu_category", "low_stock",
+                            *ORDER_PANELS}
     assert sum(figures["shops"]["values"]) == 1
     own_writes = db.session.execute(text(
         "SELECT COUNT(*) FROM audit_log WHERE shop_id = :shop"), {"shop": shops["A"].id}).scalar()
@@ -73,3 +78,39 @@ def test_low_stock_panel_counts_rows_at_or_below_the_alert(browser, shops):
     figures = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
     assert dict(zip(figures["low_stock"]["keys"], figures["low_stock"]["values"])) == {"LOW": 1}
     assert panels_on(browser("merchant_b").get("/").get_data(as_text=True))["low_stock"]["values"] == []
+
+
+def test_order_panels_match_sql_per_shop(api, browser, shops):
+    """Orders per day, GMV per day, orders by status and top SKUs equal SQL on known data,
+    for the platform and for a merchant (its shop only)."""
+    from tests.factories import make_order
+
+    with clock.frozen_at(datetime(2027, 3, 1, 2, 0, tzinfo=timezone.utc)):
+        paid = [make_order(shops["A"], quantity=2), make_order(shops["B"], quantity=1)]
+        make_order(shops["A"], quantity=3)  # stays unpaid: no GMV
+        for placed in paid:
+            api("OrderOps").post(f"/api/v1/trade/{placed.trade_id}/mark-paid",
+                                 json={"reason": "bank"})
+        admin = panels_on(browser("Admin").get("/").get_data(as_text=True))
+        merchant = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
+    day = "2027-03-01"
+    assert dict(zip(admin["orders_per_day"]["keys"], admin["orders_per_day"]["values"]))[day] == 3
+    assert dict(zip(merchant["orders_per_day"]["keys"],
+                    merchant["orders_per_day"]["values"]))[day] == 2
+    gmv = db.session.execute(text(
+        "SELECT SUM(payable) FROM \"order\" WHERE paid_at IS NOT NULL")).scalar()
+    assert dict(zip(admin["gmv_per_day"]["keys"], admin["gmv_per_day"]["values"]))[day] == \
+        f"{gmv:.2f}" == "297.00"
+    shop_a_gmv = dict(zip(merchant["gmv_per_day"]["keys"], merchant["gmv_per_day"]["values"]))
+    assert shop_a_gmv[day] == "198.00"
+    by_status = dict(db.session.execute(text(
+        "SELECT status, COUNT(*) FROM \"order\" WHERE shop_id = :shop GROUP BY status"),
+        {"shop": shops["A"].id}).all())
+    assert {k: v for k, v in zip(merchant["order_status"]["keys"],
+                                 merchant["order_status"]["values"]) if v} == by_status
+    top = db.session.execute(text(
+        "SELECT sku_code, SUM(quantity) FROM order_line JOIN \"order\" o ON o.id = order_id "
+        "WHERE o.paid_at IS NOT NULL GROUP BY sku_id, sku_code ORDER BY 2 DESC, sku_id")).all()
+    assert list(zip(admin["top_sku_quantity"]["labels"], admin["top_sku_quantity"]["values"])) \
+        == [(code, int(n)) for code, n in top]
+    assert merchant["top_sku_gmv"]["values"] == ["198.00"]
