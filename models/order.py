@@ -196,6 +196,7 @@ class IdempotencyKey(db.Model):
     request_hash = Column(String(64), nullable=False)
     trade_id = Column(Integer, ForeignKey("trade.id"), nullable=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    trade = relationship("Trade")
 
 
 class NoticeStatus(str, enum.Enum):

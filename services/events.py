@@ -64,10 +64,11 @@ def publish(name: str, payload: dict, *, shop_id: int | None = None) -> OutboxEv
     event = OutboxEvent(name=name, payload=payload, shop_id=shop_id, created_at=now())
     db.session.add(event)
     due = now() + REDELIVER_AFTER
-    for subscriber in subscribers_of(name):
+    subscribers = subscribers_of(name)
+    for subscriber in subscribers:
         event.deliveries.append(EventDelivery(subscriber=subscriber.name, next_attempt_at=due))
-    db.session.flush()
-    if event.deliveries:
+    if subscribers:  # nobody listening: the row waits for the caller's flush
+        db.session.flush()
         enqueue_after_commit(db.session, DELIVER_JOB, event.id, job_id=f"event-{event.id}")
     return event
 

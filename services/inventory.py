@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from models.inventory import Stock, StockLedger, Warehouse
@@ -115,8 +116,9 @@ def _write_ledger(stock_id, sku_id, warehouse_id, shop_id, reason, reference, no
 
 
 def _change(stock: Stock, *, on_hand: int, reserved: int, condition, reason: str,
-            reference: str | None, note: str | None = None):
-    """One conditional UPDATE of a stock row and its ledger row; None if the condition fails."""
+            reference: str | None, note: str | None = None, alert: int | None = None):
+    """One conditional UPDATE of a stock row and its ledger row; None if the condition fails.
+    `alert` is the SKU's stock-alert quantity when the caller has it (saves a query)."""
     result = db.session.execute(
         update(Stock).where(Stock.id == stock.id, condition)
         .values(on_hand=Stock.on_hand + on_hand, reserved=Stock.reserved + reserved,
@@ -128,8 +130,10 @@ def _change(stock: Stock, *, on_hand: int, reserved: int, condition, reason: str
     _write_ledger(stock.id, stock.sku_id, stock.warehouse_id, stock.shop_id, reason, reference,
                   note, result.on_hand, result.reserved, on_hand, reserved)
     available_after = result.on_hand - result.reserved
-    _signal_if_low(stock, available_after + reserved - on_hand, available_after)
-    db.session.expire(stock)
+    _signal_if_low(stock, available_after + reserved - on_hand, available_after, alert)
+    # the row as the database now holds it, without reading it again
+    set_committed_value(stock, "on_hand", result.on_hand)
+    set_committed_value(stock, "reserved", result.reserved)
     return result
 
 
@@ -159,12 +163,14 @@ def reserve(lines: list[tuple[int, int]], reference: str,
     for the buyer's province (see `_preferred`). All or nothing: a shortfall raises
     ShortStockError and the caller rolls back."""
     reservations, short = [], []
-    for sku_id, quantity in sorted(_merge(lines)):
-        taken = _reserve_one(sku_id, quantity, reference, province_code)
-        if sum(r.quantity for r in taken) < quantity:
-            short.append({"sku_id": sku_id, "requested": quantity,
-                          "available": sum(r.quantity for r in taken)})
-        reservations += taken
+    # the ledger rows wait for the caller's flush instead of one flush per statement
+    with db.session.no_autoflush:
+        for sku_id, quantity in sorted(_merge(lines)):
+            taken = _reserve_one(sku_id, quantity, reference, province_code)
+            if sum(r.quantity for r in taken) < quantity:
+                short.append({"sku_id": sku_id, "requested": quantity,
+                              "available": sum(r.quantity for r in taken)})
+            reservations += taken
     if short:
         raise ShortStockError(short)
     return reservations
@@ -196,28 +202,30 @@ def _reserve_one(sku_id: int, quantity: int, reference: str,
     """Take `quantity` of one SKU from the preferred warehouses, piece by piece when no single
     one has enough; each piece is one conditional UPDATE (a lost race moves on)."""
     rows = db.session.execute(
-        select(Stock, Warehouse).join(Warehouse, Warehouse.id == Stock.warehouse_id)
+        select(Stock, Warehouse, Sku.stock_alert_qty)
+        .join(Warehouse, Warehouse.id == Stock.warehouse_id).join(Sku, Sku.id == Stock.sku_id)
         .where(Stock.sku_id == sku_id, Warehouse.enabled.is_(True),
                Stock.on_hand > Stock.reserved)).all()
+    alert = rows[0][2] if rows else 0
     taken, missing = [], quantity
-    for stock in _preferred([tuple(row) for row in rows], quantity, province_code):
+    for stock in _preferred([(row[0], row[1]) for row in rows], quantity, province_code):
         if missing == 0:
             break
-        piece = _take(stock, min(missing, stock.on_hand - stock.reserved), reference)
+        piece = _take(stock, min(missing, stock.on_hand - stock.reserved), reference, alert)
         if piece:
             taken.append(Reservation(stock.id, sku_id, stock.warehouse_id, piece))
             missing -= piece
     return taken
 
 
-def _take(stock: Stock, wanted: int, reference: str) -> int:
+def _take(stock: Stock, wanted: int, reference: str, alert: int) -> int:
     """Reserve up to `wanted` from one row; when a concurrent buyer got there first, retry
     with what is left (each failed try means someone else reserved, so this ends)."""
     stock_id = stock.id
     while wanted > 0:
         if _change(stock, on_hand=0, reserved=wanted,
                    condition=Stock.on_hand - Stock.reserved >= wanted, reason="reserve",
-                   reference=reference) is not None:
+                   reference=reference, alert=alert) is not None:
             return wanted
         available = db.session.scalar(select(Stock.on_hand - Stock.reserved)
                                       .where(Stock.id == stock_id))
@@ -250,10 +258,12 @@ def is_low(stock: Stock, sku: Sku) -> bool:
     return sku.stock_alert_qty > 0 and stock.on_hand - stock.reserved <= sku.stock_alert_qty
 
 
-def _signal_if_low(stock: Stock, available_before: int, available_after: int) -> None:
+def _signal_if_low(stock: Stock, available_before: int, available_after: int,
+                   alert: int | None = None) -> None:
     """Publish `stock.low` when available stock crosses down to the SKU's alert quantity
     (once per crossing, not on every change while low)."""
-    alert = db.session.scalar(select(Sku.stock_alert_qty).where(Sku.id == stock.sku_id))
+    if alert is None:
+        alert = db.session.scalar(select(Sku.stock_alert_qty).where(Sku.id == stock.sku_id))
     if alert and available_before > alert >= available_after:
         publish("stock.low", {"sku_id": stock.sku_id, "warehouse_id": stock.warehouse_id,
                               "available": available_after, "alert": alert},

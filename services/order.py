@@ -14,6 +14,7 @@ from decimal import Decimal
 from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from models.member import Member, MemberAddress
@@ -53,31 +54,36 @@ class IllegalOrderTransitionError(ConflictError):
 # -- quote ---------------------------------------------------------------------------------------
 
 def _checked_lines(lines) -> list[tuple[Sku, int]]:
-    """The cart's lines as (SKU, quantity); unknown, disabled or not-on-sale SKUs are refused."""
+    """The cart's lines as (SKU, quantity); unknown, disabled or not-on-sale SKUs are refused.
+    The SKUs and their SPUs are read in one query."""
     if not isinstance(lines, list) or not lines:
         raise ValidationFailed.field("lines", "At least one line.")
     if len(lines) > MAX_LINES:
         raise ValidationFailed.field("lines", f"At most {MAX_LINES} lines.")
-    errors, checked, quantities = {}, [], {}
+    ids = list({line.get("sku_id") for line in lines
+                if isinstance(line, dict) and _is_id(line.get("sku_id"))})
+    skus = {sku.id: sku for sku in db.session.scalars(
+        select(Sku).where(Sku.id.in_(ids)).options(joinedload(Sku.spu)))} if ids else {}
+    errors, quantities = {}, {}
     for n, line in enumerate(lines):
+        if not isinstance(line, dict):
+            errors[f"lines.{n}"] = ["An object with sku_id and quantity."]
+            continue
         sku_id, quantity = line.get("sku_id"), line.get("quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or \
                 not 0 < quantity <= MAX_QUANTITY:
             errors[f"lines.{n}.quantity"] = [f"A whole number from 1 to {MAX_QUANTITY}."]
             continue
-        sku = db.session.get(Sku, sku_id) if isinstance(sku_id, int) and \
-            not isinstance(sku_id, bool) and 0 < sku_id < 2**31 else None
+        sku = skus.get(sku_id) if _is_id(sku_id) else None
         if sku is None:
             errors[f"lines.{n}.sku_id"] = ["Related record not found."]
         elif not sku.enabled or SpuStatus(sku.spu.status) != SpuStatus.on_sale:
             errors[f"lines.{n}.sku_id"] = ["Not on sale."]
         else:
             quantities[sku.id] = quantities.get(sku.id, 0) + quantity
-            if sku.id not in {s.id for s, _ in checked}:
-                checked.append((sku, 0))
     if errors:
         raise ValidationFailed("Validation failed", errors)
-    return [(sku, quantities[sku.id]) for sku, _ in checked]
+    return [(skus[sku_id], quantity) for sku_id, quantity in quantities.items()]
 
 
 def _priced(lines) -> list[dict]:
@@ -162,7 +168,9 @@ def replayed_trade(key: str, body: dict) -> Trade | None:
 
 
 def _number(prefix: str) -> str:
-    return f"{prefix}{now().strftime('%Y%m%d%H%M%S')}{secrets.randbelow(10**6):06d}"
+    """A readable, unique number: the moment to the microsecond and 6 random digits (two
+    numbers collide only if made in the same microsecond and drawing the same digits)."""
+    return f"{prefix}{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
 
 
 def place(body: dict, key: str) -> tuple[Trade, bool]:
@@ -176,10 +184,10 @@ def place(body: dict, key: str) -> tuple[Trade, bool]:
     member, address = _member_and_address(body)
     priced = _priced(_checked_lines(body.get("lines")))
     trade = _new_trade(member, address, priced)
-    # Claim the key before reserving: a concurrent duplicate waits here for the first request
-    # and answers its trade, instead of racing it for the stock.
+    # Claim the key (in the trade's own flush) before reserving: a concurrent duplicate waits
+    # here for the first request and answers its trade, instead of racing it for the stock.
     db.session.add(IdempotencyKey(caller=current_actor().name, key=key,
-                                  request_hash=_request_hash(body), trade_id=trade.id))
+                                  request_hash=_request_hash(body), trade=trade))
     try:
         db.session.flush()
     except IntegrityError:  # a concurrent request with the same key won
@@ -231,7 +239,6 @@ def _new_trade(member, address, priced) -> Trade:
         order.timeline.append(OrderEvent(shop_id=shop_id, from_status=None,
                                          to_status=OrderStatus.pending_payment.value,
                                          actor=current_actor().name, created_at=now()))
-    db.session.flush()
     return trade
 
 
@@ -257,9 +264,10 @@ def _attach_reservations(trade: Trade, reservations) -> None:
     owner = {line.sku_id: order for order in trade.orders for line in order.lines}
     for item in reservations:
         order = owner[item.sku_id]
-        order.reservations.append(OrderReservation(
-            shop_id=order.shop_id, stock_id=item.stock_id, sku_id=item.sku_id,
-            warehouse_id=item.warehouse_id, quantity=item.quantity))
+        # added by id: appending to the new order's collection would first load it (empty)
+        db.session.add(OrderReservation(
+            order_id=order.id, shop_id=order.shop_id, stock_id=item.stock_id,
+            sku_id=item.sku_id, warehouse_id=item.warehouse_id, quantity=item.quantity))
 
 
 # -- the state machine --------------------------------------------------------------------------

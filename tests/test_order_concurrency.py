@@ -125,3 +125,50 @@ def test_timeout_and_payment_at_the_same_moment_one_wins(app, placed):
     else:
         assert outcomes == [0, trade_id]
         assert trade.status == "paid" and stock.reserved == 2
+
+
+def _service_code(app, shops, uses: int):
+    """A paid order of service goods: one code with `uses` uses."""
+    from models.order import ServiceCode
+
+    placed = make_order(shops["A"], quantity=uses, goods_kind="service")
+    with acting_as(Actor.system("test")):
+        order.mark_paid(placed.trade_id, "paid")
+        db.session.commit()
+    return ServiceCode.query.filter_by(order_id=placed.id).one()
+
+
+def test_redeeming_one_code_from_many_counters_never_exceeds_its_uses(app, shops, users):
+    requires_postgres(app)
+    from models.order import ServiceCode
+
+    code = _service_code(app, shops, 5)
+    text, code_id = code.code, code.id
+    outcomes = together(app, *[lambda: order.redeem_service_code(text, 1).id] * 12)
+    assert sum(o == code_id for o in outcomes) == 5, outcomes
+    assert all(getattr(o, "status", None) == 409 for o in outcomes if o != code_id), outcomes
+    db.session.expire_all()
+    assert db.session.get(ServiceCode, code_id).uses_left == 0
+
+
+def test_control_a_read_then_write_redeem_is_caught_by_the_same_check(app, shops, users):
+    """The check above would catch a redeem that reads uses_left and writes it back: here
+    every counter reads before any writes (a barrier makes the interleaving certain)."""
+    requires_postgres(app)
+    from models.order import ServiceCode
+
+    code_id = _service_code(app, shops, 5).id
+    counters = 12
+    all_read = threading.Barrier(counters)
+
+    def naive_redeem():
+        row = db.session.get(ServiceCode, code_id)
+        left = row.uses_left
+        all_read.wait()
+        if left < 1:
+            raise order.IllegalOrderTransitionError("none left")
+        row.uses_left = left - 1
+        return code_id
+
+    outcomes = together(app, *[naive_redeem] * counters)
+    assert sum(o == code_id for o in outcomes) > 5  # the bug the real test rules out
