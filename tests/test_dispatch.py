@@ -349,3 +349,24 @@ def test_orders_filter_by_member_and_sku(app, api, shops, buyer, browser):
         f"/orderview/list/?_flt_{index}_order_no={sku.code}").get_data(as_text=True)
     numbers = {o.id: o.order_no for o in Order.query}
     assert [n for n in numbers.values() if n in page] == [numbers[first]]
+
+
+def test_merchant_imports_tracking_numbers_in_the_console(api, shops, buyer, browser):
+    import io
+
+    orders = _paid_orders(api, shops, buyer, 2)
+    merchant = browser("merchant_a")
+    assert "Import tracking numbers" in merchant.get("/").get_data(as_text=True) or \
+        "导入运单号" in merchant.get("/").get_data(as_text=True)
+    wrong = merchant.post_form("/shippingnoticeview/import", {
+        "text": f"order_no,carrier,tracking_no\n{orders[0]['order_no']},SF,\n"})
+    assert wrong.status_code == 200 and "rows.1.tracking_no" in wrong.get_data(as_text=True)
+    csv_file = f"order_no,carrier,tracking_no\n{orders[0]['order_no']},SF,SF1\n" \
+               f"{orders[1]['order_no']},SF,SF2\n".encode()
+    done = merchant.post_form("/shippingnoticeview/import",
+                              {"file": (io.BytesIO(csv_file), "tracking.csv")},
+                              content_type="multipart/form-data")
+    assert done.status_code == 302
+    db.session.expire_all()
+    assert {db.session.get(Order, o["id"]).status.value for o in orders} == {"shipped"}
+    assert browser("Warehouse").get("/shippingnoticeview/import").status_code == 200

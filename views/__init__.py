@@ -53,6 +53,8 @@ def register(appbuilder) -> None:
     appbuilder.add_view(TradeView, "Trades", label=_l("Trades"), icon="fa-credit-card", **orders)
     appbuilder.add_view(ShippingNoticeView, "Shipping notices", label=_l("Shipping notices"),
                         icon="fa-truck", **orders)
+    appbuilder.add_link("Import tracking numbers", href="/shippingnoticeview/import",
+                        label=_l("Import tracking numbers"), icon="fa-upload", **orders)
     for api in (CheckoutApi, TradeApi, OrderApi, ShippingNoticeApi, ServiceCodeApi):
         appbuilder.add_api(api)
 

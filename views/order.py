@@ -4,11 +4,13 @@ from datetime import datetime
 import csv
 import io
 
-from flask import request
+from flask import flash, redirect, request, url_for
 from flask_appbuilder.actions import action
 from flask_appbuilder.api import BaseApi
+from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
 from sqlalchemy import false, select
@@ -18,7 +20,7 @@ from models.order import (NOTICE_STATUS_LABELS, ORDER_STATUS_LABELS, Order, Orde
                           ServiceCode, ShippingNotice, Trade)
 from services import inventory, order
 from services.clock import business_time_text
-from services.errors import BadRequestError
+from services.errors import BadRequestError, HoutaiError
 from services.member import mask_name, mask_phone, mask_text, masks_personal_data
 from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
@@ -518,6 +520,34 @@ class ShippingNoticeView(ReadOnlyModelView):
     search_columns = ["notice_no", "shop", "warehouse", "route", "status"]
     formatters_columns = {"status": lambda status: NOTICE_STATUS_LABELS.get(status, status)}
     base_order = ("id", "desc")
+
+    houtai_menu_name = "Import tracking numbers"
+    include_route_methods = ReadOnlyModelView.include_route_methods | {"import_form"}
+    base_permissions = ReadOnlyModelView.base_permissions + ["can_import_form"]
+
+    @expose("/import", methods=["GET", "POST"])
+    @has_access
+    def import_form(self):
+        """Bulk import of tracking numbers (CSV upload or pasted rows), all or nothing."""
+        problems, text = [], ""
+        if request.method == "POST":
+            upload = request.files.get("file")
+            raw = upload.read() if upload and upload.filename else \
+                (request.form.get("text") or "").encode()
+            text = request.form.get("text") or ""
+            try:
+                shipped = order.import_tracking(tracking_rows_from_csv(raw))
+                db.session.commit()
+                flash(str(_l("Shipped: %(count)s", count=len(shipped))), "success")
+                return redirect(url_for(f"{self.endpoint}.list"))
+            except HoutaiError as err:
+                db.session.rollback()
+                problems = [(where, "; ".join(map(str, why)))
+                            for where, why in (err.errors or {"": [err.message]}).items()]
+                flash(err.message, "danger")
+        return self.render_template("houtai/tracking_import.html", problems=problems,
+                                    text=text, title=_l("Import tracking numbers"),
+                                    appbuilder=self.appbuilder)
 
     @action("pick", _l("Start picking"), None, "fa-hand-paper-o")
     def pick(self, items):
