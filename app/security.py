@@ -22,7 +22,9 @@ READ, WRITE, MANAGE = "read", "write", "manage"
 READ_REVEAL = "read+reveal"
 READ_PERMISSIONS = {"can_list", "can_show", "can_get", "can_info"}
 # Decisions reserved to platform staff (MANAGE): WRITE grants everything else.
-REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid", "can_deliver"}
+REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid", "can_deliver",
+                      # the buyer's word (through the storefront), never the seller's
+                      "can_confirm_receipt"}
 
 # Staff roles: one per staff function. Later centers add their own rows here.
 # A grant is a level, or (level, {extra permission names}).
@@ -33,7 +35,7 @@ ROLES: dict[str, dict[str, object]] = {
     "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
                  "inventory": READ, "member": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
-                        "product": READ, "member": READ_REVEAL},
+                        "product": READ, "member": READ_REVEAL, "order": READ},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
     "Finance": {"finance": WRITE, "shop": READ},

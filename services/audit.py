@@ -29,6 +29,10 @@ AUDITED_FOR_PEOPLE_ONLY = {"event_delivery"}
 IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
                    "updated_at", "created_at"}
 SECRET_COLUMNS = {"password", "secret", "api_key", "token"}
+# Per table: buyers' personal data and redeemable codes. The audit log is read by merchants
+# for their shop's records, who see these masked everywhere else; the entry says what
+# changed, not to what.
+HIDDEN_BY_TABLE = {"order": {"address"}, "trade": {"address"}, "service_code": {"code"}}
 _REASON_KEY = "houtai_audit_reason"
 
 
@@ -59,13 +63,15 @@ def _is_audited(obj, actor) -> bool:
     return table not in AUDITED_FOR_PEOPLE_ONLY or actor.user_id is not None
 
 
-def _shown(key: str, value):
-    return HIDDEN if key in SECRET_COLUMNS else to_json(value)
+def _shown(key: str, value, table: str | None = None):
+    hidden = key in SECRET_COLUMNS or key in HIDDEN_BY_TABLE.get(table, ())
+    return HIDDEN if hidden else to_json(value)
 
 
 def _column_changes(obj, action: str) -> dict:
     """{column: [old, new]} for the columns this flush changed (all of them on insert/delete)."""
     state = inspect(obj)
+    table = getattr(obj, "__tablename__", None)
     changes = {}
     for attr in state.mapper.column_attrs:
         key = attr.key
@@ -79,15 +85,15 @@ def _column_changes(obj, action: str) -> dict:
             new = history.added[0] if history.added else None
             if old == new:
                 continue
-            changes[key] = [_shown(key, old), _shown(key, new)]
+            changes[key] = [_shown(key, old, table), _shown(key, new, table)]
         elif action == "insert":
             value = getattr(obj, key)
             if value is not None:
-                changes[key] = [None, _shown(key, value)]
+                changes[key] = [None, _shown(key, value, table)]
         else:
             value = history.unchanged[0] if history.unchanged else (
                 history.deleted[0] if history.deleted else getattr(obj, key, None))
-            changes[key] = [_shown(key, value), None]
+            changes[key] = [_shown(key, value, table), None]
     return changes
 
 

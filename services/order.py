@@ -387,14 +387,16 @@ def release_presale_orders() -> int:
         Order.status == OrderStatus.paid, Order.order_type == "pre_sale",
         Order.ships_after <= business_date()).order_by(Order.id)).all()
     db.session.rollback()
+    released = 0
     for order_id in due:
         trade = trade_for_update(db.session.get(Order, order_id).trade_id)
         order = next(o for o in trade.orders if o.id == order_id)
-        if OrderStatus(order.status) == OrderStatus.paid:
+        if OrderStatus(order.status) == OrderStatus.paid:  # nobody else got there first
             split_into_notices(order)
             _follow_trade(trade)
+            released += 1
         db.session.commit()
-    return len(due)
+    return released
 
 
 def split_into_notices(order: Order) -> list[ShippingNotice]:
@@ -411,18 +413,12 @@ def split_into_notices(order: Order) -> list[ShippingNotice]:
                 GoodsKind(line.goods_kind) != GoodsKind.service:
             by_route.setdefault(None, {})[line.sku_id] = line.quantity
     routes = sorted(by_route, key=lambda w: (w is None, w or 0))
-    parts: dict[int | None, list[dict]] = {w: [] for w in routes}
-    for line in order.lines:
-        if GoodsKind(line.goods_kind) == GoodsKind.service:
-            continue
-        holders = [w for w in routes if line.sku_id in by_route[w]]
-        if not holders:
-            raise ConflictError("The order's stock is no longer reserved",
-                                {"status": [OrderStatus(order.status).value]})
-        shares = allocate(line.payable, [Decimal(by_route[w][line.sku_id]) for w in holders])
-        for warehouse_id, share in zip(holders, shares):
-            parts[warehouse_id].append({"sku_id": line.sku_id, "payable": f"{share:.2f}",
-                                        "quantity": by_route[warehouse_id][line.sku_id]})
+    shipped_lines = [(line.sku_id, line.payable) for line in order.lines
+                     if GoodsKind(line.goods_kind) != GoodsKind.service]
+    if any(all(sku_id not in by_route[w] for w in routes) for sku_id, _ in shipped_lines):
+        raise ConflictError("The order's stock is no longer reserved",
+                            {"status": [OrderStatus(order.status).value]})
+    parts = notice_parts(shipped_lines, by_route, routes)
     notices = []
     for warehouse_id in routes:
         dropship = warehouse_id is None
@@ -442,6 +438,20 @@ def split_into_notices(order: Order) -> list[ShippingNotice]:
                                             "warehouse_id": notice.warehouse_id},
                 shop_id=order.shop_id)
     return notices
+
+
+def notice_parts(lines: list[tuple[int, Decimal]], by_route: dict, routes: list) -> dict:
+    """Each notice's part of the order: every (sku_id, payable) line is apportioned over the
+    routes holding it by quantity (largest remainder), so each line's parts sum to its payable
+    and the notices sum to the order."""
+    parts: dict = {route: [] for route in routes}
+    for sku_id, payable in lines:
+        holders = [route for route in routes if sku_id in by_route[route]]
+        shares = allocate(payable, [Decimal(by_route[route][sku_id]) for route in holders])
+        for route, share in zip(holders, shares):
+            parts[route].append({"sku_id": sku_id, "payable": f"{share:.2f}",
+                                 "quantity": by_route[route][sku_id]})
+    return parts
 
 
 def notice_for_update(notice_id: int) -> ShippingNotice:

@@ -79,6 +79,8 @@ def requests_for(app, rule, methods):
                     yield method, url, {"query_string": {"q": q}}
                 continue
             yield method, url, {}
+            if value not in (None, path_values[0]):
+                continue  # a malformed id is refused before any body is read
             yield method, url, {"data": "not json", "content_type": "text/plain"}
             for raw in BODIES_RAW:
                 yield method, url, {"data": raw, "content_type": "application/json"}

@@ -370,3 +370,24 @@ def test_merchant_imports_tracking_numbers_in_the_console(api, shops, buyer, bro
     db.session.expire_all()
     assert {db.session.get(Order, o["id"]).status.value for o in orders} == {"shipped"}
     assert browser("Warehouse").get("/shippingnoticeview/import").status_code == 200
+
+
+def test_buyers_data_stays_masked_in_the_audit_log_and_for_customer_service(api, placed):
+    from models.audit import AuditLog
+
+    order_id = placed["trade"]["orders"][0]["id"]
+    api("merchant_a").post(f"/api/v1/order/{order_id}/change-address",
+                           json={"address": NEW_ADDRESS, "reason": "buyer asked"})
+    entries = api("merchant_a").get(
+        "/api/v1/audit_log/?q=(filters:!((col:model,opr:eq,value:Order)),page_size:100)").json
+    text = str(entries["result"])
+    assert entries["count"] >= 2 and "13900002222" not in text and "13812345678" not in text
+    assert AuditLog.query.filter_by(model="Order").count() >= 2
+    seen = api("CustomerService").get(f"/api/v1/order/{order_id}")
+    assert seen.status_code == 200 and seen.json["result"]["address"]["phone"] == "139****2222"
+
+
+def test_only_the_buyer_side_confirms_receipt(api, placed):
+    order_id = placed["trade"]["orders"][0]["id"]
+    assert api("merchant_a").post(f"/api/v1/order/{order_id}/confirm-receipt").status_code == 403
+    assert api("Storefront").post(f"/api/v1/order/{order_id}/confirm-receipt").status_code == 409
