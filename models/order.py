@@ -104,6 +104,11 @@ class Order(ShopOwnedMixin, db.Model):
                  "at": e.created_at.isoformat()} for e in self.timeline]
 
     @property
+    def balance(self):
+        """Pre-sale: what is due after the deposit (尾款); None for other orders."""
+        return None if self.deposit is None else self.payable - self.deposit
+
+    @property
     def shipments(self) -> list[dict]:
         return [{"id": n.id, "notice_no": n.notice_no, "route": n.route,
                  "warehouse_id": n.warehouse_id, "status": NoticeStatus(n.status).value,

@@ -153,8 +153,8 @@ def test_pre_sale_waits_for_its_day_then_splits(app, api, shops, buyer):
     assert sorted(kinds.values()) == ["normal", "pre_sale"]
     pre_id = next(i for i, kind in kinds.items() if kind == "pre_sale")
     shown = api("Admin").get(f"/api/v1/order/{pre_id}").json["result"]
-    assert (shown["deposit"], shown["ships_after"], shown["payable"]) == \
-        ("40.00", ships_on.isoformat(), "198.00")
+    assert (shown["deposit"], shown["balance"], shown["ships_after"], shown["payable"]) == \
+        ("40.00", "158.00", ships_on.isoformat(), "198.00")
     assert pay(api, trade["id"])["status"] == "paid"
     assert db.session.get(Order, pre_id).status.value == "paid"
     assert ShippingNotice.query.filter_by(order_id=pre_id).count() == 0

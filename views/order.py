@@ -172,7 +172,7 @@ class TradeApi(ReadOnlyModelApi):
 ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
                  "seller_flag", "goods_amount", "discount_amount", "freight", "payable",
                  "created_at", "paid_at"]
-ORDER_DETAIL = ["seller_remark", "address", "deposit", "ships_after", "delivered_at",
+ORDER_DETAIL = ["seller_remark", "address", "deposit", "balance", "ships_after", "delivered_at",
                 "line_items", "shipments", "service_codes", "history"]
 
 
