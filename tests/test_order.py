@@ -237,6 +237,7 @@ def test_order_list_pages_by_cursor_newest_first(api, cart, shops):
     cursor = first["next_cursor"]
     while cursor:
         page = admin.get(f"/api/v1/order/?q=(page_size:2)&cursor={cursor}").json
+        assert page["count"] == first["count"] == 5  # the whole list, on every page
         seen += page["ids"]
         cursor = page["next_cursor"]
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 5
@@ -251,6 +252,7 @@ def test_cursor_pages_keep_the_shop_filter(api, cart, shops):
     rest = merchant.get(f"/api/v1/order/?q=(page_size:10)&cursor={first['next_cursor']}").json
     assert {o["shop_id"] for o in first["result"] + rest["result"]} == {shops["A"].id}
     assert len(first["ids"] + rest["ids"]) == 3 and rest["next_cursor"] is None
+    assert rest["count"] == first["count"] == 3
 
 
 def test_payment_splits_orders_per_warehouse_and_shipping_moves_them_on(app, api, cart, shops):

@@ -448,8 +448,10 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
                     "q": [f"Filter operation {item['opr']!r} not allowed on column {item['col']!r}."]})
         joined = super()._handle_filters_args(rison_args)
         if self._keyset():
+            from flask import g
             from flask_appbuilder.models.sqla.filters import FilterSmaller
 
+            g.houtai_count_filters = joined.copy()  # `count` is of the whole list, not the rest
             joined.add_filter(self.datamodel.get_pk_name(), FilterSmaller,
                               decode_cursor(request.args["cursor"]))
         return joined
@@ -480,6 +482,9 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             ids = data.get("ids") or []
             full = len(ids) >= (getattr(g, "houtai_page_size", None) or self.page_size)
             data["next_cursor"] = encode_cursor(ids[-1]) if ids and full else None
+            if self._keyset():
+                data["count"] = self.datamodel.query_count(
+                    self.datamodel.session.query(self.datamodel.obj), g.houtai_count_filters)
 
     def get_list_headless(self, **kwargs):
         return self._read(super().get_list_headless, **kwargs)
