@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = ["bench.events"]
+BENCHMARKS = ["bench.events", "bench.checkout", "bench.order_list"]
 
 
 def main(argv=None) -> int:
