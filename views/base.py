@@ -456,6 +456,17 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
                               decode_cursor(request.args["cursor"]))
         return joined
 
+    def _handle_columns_args(self, args, default_select_columns, default_response_columns):
+        """Whole rows unless the request names its columns: FAB otherwise adds one
+        `load_only` option per list column to every query, which costs more to build than
+        the few columns it saves to read."""
+        select_columns, response_columns = super()._handle_columns_args(
+            args, default_select_columns, default_response_columns)
+        if not args.get("select_columns") and not args.get("columns") and \
+                all("." not in column for column in select_columns):
+            select_columns = []
+        return select_columns, response_columns
+
     # -- keyset pagination: ?cursor=<next_cursor of the previous page>, newest first ---------
     keyset_pagination = False
 
