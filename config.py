@@ -18,6 +18,7 @@
 | HOUTAI_LOCALE | `zh`: the console's default language |
 | UNPAID_TIMEOUT_MINUTES | 30: `houtai tick` cancels trades unpaid for longer |
 | AUTO_CONFIRM_DAYS | 10: `houtai tick` completes orders delivered this long ago |
+| PERMISSION_CACHE_SECONDS | 10: how long a process keeps a permission answer (0: ask every time) |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -85,6 +86,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         "UNPAID_TIMEOUT_MINUTES": unpaid_timeout,
         "AUTO_CONFIRM_DAYS": int(env.get("AUTO_CONFIRM_DAYS", "10")),
+        "PERMISSION_CACHE_SECONDS": max(0, int(env.get("PERMISSION_CACHE_SECONDS", "10"))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

@@ -4,6 +4,8 @@ Each screen and REST resource names its `center`; `ROLES` says which centers a r
 how (`read` or `write`). `sync_roles()` (run by `houtai init`) makes the database match exactly,
 so a role is never clicked together by hand and a new view is granted the day it is added.
 """
+import time
+
 from flask import current_app, g
 from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.api import SecurityApi
@@ -14,6 +16,8 @@ from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import create_access_token, create_refresh_token
 from flask_limiter.util import get_remote_address
 from marshmallow import Schema, ValidationError, fields, validate
+from sqlalchemy import event
+from sqlalchemy.orm import Session, joinedload
 
 from models.security import UserAccount
 from views.openapi import OpenApiErrorsMixin
@@ -175,10 +179,63 @@ class HoutaiUserDBModelView(UserDBModelView):
         super().pre_update(item)
 
 
+class AccessAnswers:
+    """Permission answers kept per process for `PERMISSION_CACHE_SECONDS` (FAB asks the
+    database on every request: the Public role twice, then the permission join). Any write to
+    roles, permissions or views in this process clears them at once; another process sees
+    a change within the configured seconds. 0 turns the cache off."""
+
+    def __init__(self):
+        self.answers: dict = {}
+
+    def get(self, key, ask):
+        seconds = current_app.config.get("PERMISSION_CACHE_SECONDS", 0)
+        if not seconds:
+            return ask()
+        kept = self.answers.get(key)
+        moment = time.monotonic()
+        if kept is None or moment - kept[1] >= seconds:
+            kept = self.answers[key] = (ask(), moment)
+        return kept[0]
+
+    def clear(self):
+        self.answers.clear()
+
+
+ACCESS_ANSWERS = AccessAnswers()
+SECURITY_TABLES = {"ab_role", "ab_permission", "ab_view_menu", "ab_permission_view",
+                   "ab_permission_view_role", "ab_group"}
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_access_answers(session, _context):
+    """Roles or permissions changed here: the next check asks the database again."""
+    touched = (*session.new, *session.dirty, *session.deleted)
+    if any(getattr(obj, "__tablename__", None) in SECURITY_TABLES for obj in touched):
+        ACCESS_ANSWERS.clear()
+
+
 class HoutaiSecurityManager(SecurityManager):
     user_model = UserAccount
     userdbmodelview = HoutaiUserDBModelView
     security_api = HoutaiSecurityApi
+
+    def exist_permission_on_roles(self, view_name, permission_name, role_ids):
+        return ACCESS_ANSWERS.get(
+            ("roles", view_name, permission_name, tuple(sorted(role_ids))),
+            lambda: super(HoutaiSecurityManager, self).exist_permission_on_roles(
+                view_name, permission_name, role_ids))
+
+    def is_item_public(self, permission_name, view_name):
+        return ACCESS_ANSWERS.get(
+            ("public", view_name, permission_name),
+            lambda: super(HoutaiSecurityManager, self).is_item_public(permission_name,
+                                                                      view_name))
+
+    def get_user_by_id(self, pk):
+        """The user with roles and groups in one query (FAB loads each lazily)."""
+        return self.session.get(self.user_model, pk, options=[
+            joinedload(self.user_model.roles), joinedload(self.user_model.groups)])
 
     def create_jwt_manager(self, app):
         jwt_manager = super().create_jwt_manager(app)

@@ -222,3 +222,31 @@ def test_screens_offer_no_file_download_past_the_row_filters(app):
     routes = {rule.endpoint.split(".")[0] for rule in app.url_map.iter_rules()
               if rule.endpoint.endswith(".download")}
     assert ours and not ours & routes
+
+
+def test_permission_answers_are_kept_and_forgotten_when_roles_change(app, api, users):
+    """A process keeps permission answers (PERMISSION_CACHE_SECONDS) instead of asking the
+    database on every request; revoking a permission here takes effect on the next request."""
+    from sqlalchemy import event as sa_event
+
+    merchant = api("merchant_a")
+    assert merchant.get("/api/v1/order/").status_code == 200
+    asked = []
+
+    def count_permission_queries(conn, cursor, statement, *args):
+        if "ab_permission_view_role" in statement:
+            asked.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count_permission_queries)
+    try:
+        assert merchant.get("/api/v1/order/").status_code == 200
+        assert asked == []  # answered from the process's cache
+        sm = app.appbuilder.sm
+        sm.del_permission_role(sm.find_role("Merchant"),
+                               sm.find_permission_view_menu("can_get", "OrderApi"))
+        db.session.commit()
+        assert merchant.get("/api/v1/order/").status_code == 403
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count_permission_queries)
+        sync_roles(app.appbuilder)
+    assert merchant.get("/api/v1/order/").status_code == 200
