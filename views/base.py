@@ -83,6 +83,18 @@ def _converted_filters_once():
 _converted_filters_once()
 
 
+class KeysetInterface(SQLAInterface):
+    """The data interface of a keyset-paged resource: on a cursor page, FAB's one COUNT
+    counts the whole filtered list (the filters without the cursor), not what follows."""
+
+    def query_count(self, query, filters=None, select_columns=None):
+        from flask import g, has_app_context
+
+        whole = getattr(g, "houtai_count_filters", None) if has_app_context() else None
+        return super().query_count(query, whole if whole is not None else filters,
+                                   select_columns)
+
+
 class ShopScopeFilter(BaseFilter):
     """No-op for staff, `shop column == the merchant's shop` for merchants, nothing for anonymous."""
 
@@ -451,7 +463,8 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             from flask import g
             from flask_appbuilder.models.sqla.filters import FilterSmaller
 
-            g.houtai_count_filters = joined.copy()  # `count` is of the whole list, not the rest
+            # `count` is of the whole list, not of the rest after the cursor (KeysetInterface)
+            g.houtai_count_filters = joined.copy()
             joined.add_filter(self.datamodel.get_pk_name(), FilterSmaller,
                               decode_cursor(request.args["cursor"]))
         return joined
@@ -493,9 +506,6 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             ids = data.get("ids") or []
             full = len(ids) >= (getattr(g, "houtai_page_size", None) or self.page_size)
             data["next_cursor"] = encode_cursor(ids[-1]) if ids and full else None
-            if self._keyset():
-                data["count"] = self.datamodel.query_count(
-                    self.datamodel.session.query(self.datamodel.obj), g.houtai_count_filters)
 
     def get_list_headless(self, **kwargs):
         return self._read(super().get_list_headless, **kwargs)

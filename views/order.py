@@ -22,7 +22,7 @@ from services import inventory, order
 from services.clock import business_time_text
 from services.errors import BadRequestError, HoutaiError
 from services.member import mask_name, mask_phone, mask_text, masks_personal_data
-from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
+from views.base import KeysetInterface, ReadOnlyModelApi, ReadOnlyModelView, api_action
 from views.openapi import OpenApiErrorsMixin
 from views.schema import (MoneyField, ReasonSchema, StrictInteger, json_body, load_or_422)
 
@@ -217,7 +217,7 @@ def masked_order(result: dict) -> dict:
 
 class OrderApi(ReadOnlyModelApi):
     resource_name = "order"
-    datamodel = SQLAInterface(Order)
+    datamodel = KeysetInterface(Order)
     center = "order"
     include_route_methods = {"get", "get_list", "info", "change_price", "deliver",
                              "confirm_receipt", "remark", "change_address"}
