@@ -255,6 +255,11 @@ class ShippingNotice(ShopOwnedMixin, db.Model):
         return self.notice_no
 
 
+def code_hint(code: str) -> str:
+    """Enough of a service code to talk about it, not enough to redeem it."""
+    return "*" * (len(code) - 4) + code[-4:]
+
+
 class ServiceCode(ShopOwnedMixin, db.Model):
     """What a buyer of service goods receives instead of (or besides) a shipment: a code the
     merchant redeems, once per unit bought."""
@@ -279,8 +284,7 @@ class ServiceCode(ShopOwnedMixin, db.Model):
 
     @property
     def code_hint(self) -> str:
-        """Enough of the code to talk about it, not enough to redeem it."""
-        return "*" * (len(self.code) - 4) + self.code[-4:]
+        return code_hint(self.code)
 
     def __repr__(self) -> str:
         return self.code

@@ -17,7 +17,7 @@ from sqlalchemy import false, select
 
 from app.extensions import db
 from models.order import (NOTICE_STATUS_LABELS, ORDER_STATUS_LABELS, Order, OrderLine,
-                          ServiceCode, ShippingNotice, Trade)
+                          ServiceCode, ShippingNotice, Trade, code_hint)
 from services import inventory, order
 from services.clock import business_time_text
 from services.errors import BadRequestError, HoutaiError
@@ -211,7 +211,7 @@ def masked_order(result: dict) -> dict:
                              "phone": mask_phone(address.get("phone")),
                              "detail": mask_text(address.get("detail"))}
     for code in result.get("service_codes") or []:
-        code["code"] = "*" * (len(code["code"]) - 4) + code["code"][-4:]
+        code["code"] = code_hint(code["code"])
     return result
 
 
@@ -616,7 +616,7 @@ class OrderView(ReadOnlyModelView):
             f"{n['notice_no']} {n['route']} {n['status']} {n['carrier'] or ''} "
             f"{n['tracking_no'] or ''}" for n in notices),
         "service_codes": lambda codes: "\n".join(
-            f"{c['code'] if not masks_personal_data() else '…' + c['code'][-4:]} "
+            f"{code_hint(c['code']) if masks_personal_data() else c['code']} "
             f"{c['uses_left']}/{c['uses_total']}" for c in codes),
         "history": _steps_text,
     }
