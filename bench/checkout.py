@@ -329,6 +329,15 @@ class Step:
 # What each statement of the service is, by its SQL text. A statement the benchmark does not
 # know fails the run: the raw mirror must then learn to bind it.
 KINDS = [
+    # the service's reads since checkout went to SQLAlchemy Core: the key's hash and trade,
+    # member and address in one row, the cart's SKUs with their SPU columns, and the candidate
+    # stock rows of the whole cart
+    ("key_lookup", r"^SELECT idempotency_key\.request_hash, idempotency_key\.trade_id FROM "),
+    ("buyer", r"^SELECT member\.id AS member_id, member\.status, .* FROM member LEFT OUTER JOIN "
+              r"member_address ON "),
+    ("cart", r"^SELECT sku\.id, .* FROM sku JOIN spu ON spu\.id = sku\.spu_id WHERE sku\.id IN \("),
+    ("stocks", r"^SELECT stock\.id, .* FROM stock JOIN warehouse ON .* WHERE stock\.sku_id IN \("),
+    # the ORM statements of the service before that (and before 7f249e0, further below)
     ("idem_select", r"^SELECT idempotency_key\.id\b.* FROM idempotency_key WHERE "),
     ("member", r"^SELECT member\.id\b.* FROM member WHERE member\.id = "),
     ("address", r"^SELECT member_address\.id\b.* FROM member_address WHERE member_address\.id = "),
@@ -355,6 +364,10 @@ KINDS = [
     ("delivery_load", r"^SELECT event_delivery\.id\b.* FROM event_delivery WHERE "),
 ]
 KIND_LABEL = {
+    "key_lookup": "SELECT idempotency key's hash and trade (replay check)",
+    "buyer": "SELECT member + address (one row)",
+    "cart": "SELECT SKUs with their SPUs' columns (one query for the cart)",
+    "stocks": "SELECT candidate stock rows + warehouse + alert quantity (one query for the cart)",
     "idem_select": "SELECT idempotency key (replay check)",
     "member": "SELECT member by id", "address": "SELECT address by id",
     "sku_spu": "SELECT SKUs with their SPUs (one query for the cart)",
@@ -545,6 +558,11 @@ def _select_columns(sql: str) -> list[str]:
     return [column.split(" AS ")[-1].strip() for column in head.split(", ")]
 
 
+def _named(cur, values) -> dict:
+    """A row by its column labels."""
+    return dict(zip((column.name for column in cur.description), values))
+
+
 def _rank(stock: dict, quantity: int, province: str | None):
     """The dispatch rules of services/inventory.py `_preferred`."""
     available = stock["stock.on_hand"] - stock["stock.reserved"]
@@ -576,12 +594,13 @@ class Checkout:
     __slots__ = ("body", "key", "member", "address", "skus", "spus", "sku_queue", "priced",
                  "trade_id", "trade_no", "order_id", "address_json", "stock_queue", "stock",
                  "stock_sku", "quantity", "after", "reservations", "event_id", "unaudited",
-                 "shop_id", "ledger")
+                 "shop_id", "ledger", "candidates")
 
     def __init__(self, body: dict, key: str):
         self.body, self.key = body, key
         self.skus, self.spus, self.priced, self.reservations, self.unaudited = {}, {}, [], [], []
         self.ledger = []            # ledger rows of the reservations taken, not yet written
+        self.candidates = None      # sku id → candidate stock rows (one read for the cart)
         self.sku_queue = [line["sku_id"] for line in body["lines"]]
         merged: dict[int, int] = {}
         for line in body["lines"]:
@@ -656,7 +675,66 @@ class Mirror:
                   for model, pk, changes, shop_id in rows]
         return params if step.many else params[0]
 
-    # reads
+    # reads (SQLAlchemy Core: labelled columns, named parameters)
+    def bind_key_lookup(self, c, step):
+        return _over(step.params, caller=self.caller, key=c.key)
+
+    def after_key_lookup(self, c, step, cur):
+        if cur.fetchone() is not None:
+            raise BenchError(f"key {c.key} replayed")
+
+    def bind_buyer(self, c, step):
+        return _over(step.params, member_id=c.body["member_id"],
+                     address_id=c.body["address_id"])
+
+    def after_buyer(self, c, step, cur):
+        row = _named(cur, cur.fetchone())
+        if row["status"] != "active" or row["address_id"] is None:
+            raise BenchError("member or address not found")
+        c.member = {"member.id": row["member_id"]}
+        c.address = {f"member_address.{name}": row[name] for name in
+                     ("recipient", "phone", "province_code", "city_code", "district_code",
+                      "detail")}
+
+    def bind_cart(self, c, step):
+        return self.bind_sku_spu(c, step)
+
+    def after_cart(self, c, step, cur):
+        for values in cur.fetchall():
+            row = _named(cur, values)
+            sku = {f"sku.{name}": row[name] for name in
+                   ("id", "spu_id", "shop_id", "code", "price", "enabled", "sales_values")}
+            spu = {f"spu.{name}": row[name] for name in
+                   ("title", "status", "goods_kind", "fulfilment", "presale_ships_on")}
+            spu["spu.id"] = sku["sku.spu_id"]
+            if not sku["sku.enabled"]:
+                raise BenchError("SKU disabled")
+            self._check_spu(spu)
+            c.skus[sku["sku.id"]] = sku
+            c.spus[spu["spu.id"]] = spu
+        if len(c.skus) != len({line["sku_id"] for line in c.body["lines"]}):
+            raise BenchError("a SKU of the cart was not found")
+
+    def bind_stocks(self, c, step):
+        ids = [sku_id for sku_id, _ in c.stock_queue]
+        names = sorted(step.params, key=lambda name: int(name.rsplit("_", 1)[1]))
+        if len(names) != len(ids):
+            raise BenchError(f"{len(ids)} SKUs to reserve, the captured IN list has {names}")
+        return dict(zip(names, ids))
+
+    def after_stocks(self, c, step, cur):
+        c.candidates = {}
+        for values in cur.fetchall():
+            row = _named(cur, values)
+            if row["stock_alert_qty"]:
+                raise BenchError("a stock alert quantity is set: the mirror does not publish "
+                                 "stock.low")
+            stock = {f"stock.{name}": row[name] for name in
+                     ("id", "sku_id", "warehouse_id", "shop_id", "on_hand", "reserved")}
+            stock.update({f"warehouse.{name}": row[name] for name in
+                          ("region", "service_regions", "priority")})
+            c.candidates.setdefault(stock["stock.sku_id"], []).append(stock)
+
     def bind_idem_select(self, c, step):
         return _over(step.params, caller_1=self.caller, key_1=c.key)
 
@@ -830,6 +908,14 @@ class Mirror:
         c.stock = min(rows, key=lambda s: _rank(s, c.quantity, province))
 
     def bind_stock_update(self, c, step):
+        if c.candidates is not None:        # the cart's stock rows were read at once
+            c.stock_sku, c.quantity = c.stock_queue.pop(0)
+            province = c.address["member_address.province_code"]
+            c.stock = min(c.candidates[c.stock_sku],
+                          key=lambda s: _rank(s, c.quantity, province))
+        if "stock_id" in step.params:       # the Core statement's names
+            return _over(step.params, stock_id=c.stock["stock.id"], wanted=c.quantity,
+                         stamp=_now())
         return _over(step.params, on_hand_1=0, reserved_1=c.quantity, updated_at=_now(),
                      id_1=c.stock["stock.id"], param_1=c.quantity)
 
@@ -980,8 +1066,9 @@ class Lean(Mirror):
             executed.append(sql)
 
         try:
-            run(step["idem_select"].sql, self.bind_idem_select(c, step["idem_select"]))
-            self.after_idem_select(c, None, cur)
+            lookup = "key_lookup" if "key_lookup" in step else "idem_select"
+            run(step[lookup].sql, getattr(self, "bind_" + lookup)(c, step[lookup]))
+            getattr(self, "after_" + lookup)(c, None, cur)
             run(LEAN_BUYER, (body["member_id"], body["address_id"]))
             buyer = cur.fetchone()
             if buyer is None or buyer[0] != "active":
@@ -1325,9 +1412,13 @@ class _Ablation:
         from app.extensions import db
         from services import audit, inventory
 
-        if "audit" in self.parts and event.contains(Session, "after_flush", audit._after_flush):
-            event.remove(Session, "after_flush", audit._after_flush)
-            self.undo.append(lambda: event.listen(Session, "after_flush", audit._after_flush))
+        if "audit" in self.parts:
+            # the flush hook (ORM writes) and the commit hook (rows inserted with Core)
+            for name, hook in (("after_flush", audit._after_flush),
+                               ("before_commit", audit._before_commit)):
+                if event.contains(Session, name, hook):
+                    event.remove(Session, name, hook)
+                    self.undo.append(functools.partial(event.listen, Session, name, hook))
         if "pre_ping" in self.parts:
             with self.app.app_context():
                 pool = db.engine.pool
@@ -1453,11 +1544,16 @@ def single_client(app, scenario: Scenario, ops: int, repeats: int = 3) -> dict:
                 break
     total = sum(groups.values())
     interesting = {"place": "services/order.py", "_new_trade": "services/order.py",
+                   "_claimed_trade": "services/order.py", "_new_orders": "services/order.py",
+                   "_inserted": "services/order.py", "_buyer": "services/order.py",
                    "_checked_lines": "services/order.py", "replayed_trade": "services/order.py",
+                   "_replayed": "services/order.py",
                    "_member_and_address": "services/order.py",
                    "_attach_reservations": "services/order.py",
                    "reserve": "services/inventory.py", "_change": "services/inventory.py",
-                   "_reserve_one": "services/inventory.py", "_audit_rows": "services/audit.py",
+                   "_reserve_one": "services/inventory.py", "piece": "services/inventory.py",
+                   "write_ledger": "services/inventory.py", "_audit_rows": "services/audit.py",
+                   "record_inserts": "services/audit.py", "_before_commit": "services/audit.py",
                    "_signal_if_low": "services/inventory.py", "publish": "services/events.py",
                    "_after_flush": "services/audit.py", "flush": "sqlalchemy/orm/session.py",
                    "commit": "sqlalchemy/orm/session.py",

@@ -36,8 +36,13 @@ class Warehouse(TimestampMixin, db.Model):
 
     def serves(self, province_code: str | None) -> bool:
         """True when the buyer's province is this warehouse's region or one it serves."""
-        return bool(province_code) and (province_code == self.region or
-                                        province_code in (self.service_regions or []))
+        return serves(self.region, self.service_regions, province_code)
+
+
+def serves(region: str | None, service_regions, province_code: str | None) -> bool:
+    """A warehouse in `region` serving `service_regions` serves the buyer's province."""
+    return bool(province_code) and (province_code == region or
+                                    province_code in (service_regions or []))
 
 
 class Stock(db.Model):

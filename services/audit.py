@@ -3,7 +3,9 @@
 Any flush that inserts, updates or deletes a row of an audited model adds an `audit_log` row:
 who (the current actor: a user, a job or a command), when, model, primary key, action and the
 changed fields old → new. Screens, REST endpoints, bulk actions, jobs and commands all flush
-through the session, so none of them can write without leaving a trace.
+through the session, so none of them can write without leaving a trace. The few hot paths that
+insert with SQLAlchemy Core (checkout, the outbox) hand their rows to `record_inserts`, which
+makes the same entries and writes them in the same transaction.
 """
 import enum
 from datetime import date, datetime
@@ -34,6 +36,7 @@ SECRET_COLUMNS = {"password", "secret", "api_key", "token"}
 # changed, not to what.
 HIDDEN_BY_TABLE = {"order": {"address"}, "trade": {"address"}, "service_code": {"code"}}
 _REASON_KEY = "houtai_audit_reason"
+_PENDING_KEY = "houtai_audit_pending"
 
 
 def set_reason(session: Session, reason: str) -> None:
@@ -153,21 +156,70 @@ def _audit_rows(session: Session) -> list[dict]:
     return rows
 
 
-def _after_flush(session: Session, flush_context) -> None:
+def record_inserts(session: Session, model, rows: list[dict]) -> None:
+    """Audit rows inserted with SQLAlchemy Core (hot paths such as checkout), which the flush
+    hook never sees. Each row carries its `id`; the entries are what the hook writes for an ORM
+    insert, and go out in one INSERT with the next flush's entries or at commit."""
+    table = model.__tablename__
+    if table in NOT_AUDITED_TABLES:
+        return
+    actor = current_actor()
+    reason = session.info.get(_REASON_KEY)
+    stamp = now()
+    keys = _audited_keys(model)
+    shop_column = shop_column_of(model)
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    for row in rows:
+        changes = {key: [None, _shown(key, row[key], table)]
+                   for key in keys if row.get(key) is not None}
+        pending.append({
+            "created_at": stamp, "actor": actor.name, "user_id": actor.user_id,
+            "model": model.__name__, "record_pk": str(row["id"]), "action": "insert",
+            "changes": changes, "reason": reason,
+            "shop_id": row.get(shop_column) if shop_column else None,
+        })
+
+
+_KEYS_BY_MODEL: dict = {}
+
+
+def _audited_keys(model) -> list[str]:
+    """The columns an insert entry names, in the mapper's order (as the hook walks them)."""
+    keys = _KEYS_BY_MODEL.get(model)
+    if keys is None:
+        keys = _KEYS_BY_MODEL[model] = [attr.key for attr in inspect(model).column_attrs
+                                        if attr.key not in IGNORED_COLUMNS]
+    return keys
+
+
+def _write(session: Session, rows: list[dict]) -> None:
     from models.audit import AuditLog
 
-    rows = _audit_rows(session)
     if rows:
         session.connection().execute(insert(AuditLog.__table__), rows)
+
+
+def _after_flush(session: Session, flush_context) -> None:
+    _write(session, session.info.pop(_PENDING_KEY, []) + _audit_rows(session))
+
+
+def _before_commit(session: Session) -> None:
+    _write(session, session.info.pop(_PENDING_KEY, []))
 
 
 def _clear_reason(session: Session) -> None:
     session.info.pop(_REASON_KEY, None)
 
 
+def _forget(session: Session) -> None:
+    session.info.pop(_REASON_KEY, None)
+    session.info.pop(_PENDING_KEY, None)
+
+
 def install() -> None:
     """Hook the audit log into every SQLAlchemy session (idempotent)."""
     if not event.contains(Session, "after_flush", _after_flush):
         event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "before_commit", _before_commit)
         event.listen(Session, "after_commit", _clear_reason)
-        event.listen(Session, "after_rollback", _clear_reason)
+        event.listen(Session, "after_rollback", _forget)

@@ -210,10 +210,10 @@ def load_members_and_trades() -> int:
         body = {"member_id": member.id, "address_id": member.addresses[0].id,
                 "lines": [{"sku_id": skus[i].id, "quantity": q} for i, q in lines]}
         with acting_as(Actor(name="storefront", authenticated=True)):
-            trade, _ = order.place(body, f"demo-{n}")
+            placed = order.place(body, f"demo-{n}")
             db.session.commit()
         with acting_as(Actor(name="admin", authenticated=True)):
-            _play(story, trade.id)
+            _play(story, placed.trade_id)
         db.session.commit()
     return len(DEMO_TRADES)
 

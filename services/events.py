@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from app.extensions import db
 from app.queue import RETRY_INTERVALS, enqueue_after_commit, enqueue_now
@@ -59,18 +59,33 @@ def subscribers_of(event_name: str) -> list[Subscriber]:
     return list(_subscribers.get(event_name, []))
 
 
-def publish(name: str, payload: dict, *, shop_id: int | None = None) -> OutboxEvent:
-    """Record event `name` in the current transaction; its handlers run after the commit."""
-    event = OutboxEvent(name=name, payload=payload, shop_id=shop_id, created_at=now())
-    db.session.add(event)
-    due = now() + REDELIVER_AFTER
+@dataclass(frozen=True)
+class Published:
+    id: int
+    name: str
+    payload: dict
+
+
+_INSERT_EVENT = insert(OutboxEvent.__table__).returning(OutboxEvent.__table__.c.id)
+_INSERT_DELIVERIES = insert(EventDelivery.__table__)
+
+
+def publish(name: str, payload: dict, *, shop_id: int | None = None) -> Published:
+    """Record event `name` in the current transaction; its handlers run after the commit.
+    The rows go straight in with SQLAlchemy Core (the outbox and its delivery rows are
+    bookkeeping, not audited), in the caller's transaction."""
+    connection = db.session.connection()
+    stamp = now()
+    event_id = connection.execute(_INSERT_EVENT, {
+        "name": name, "payload": payload, "shop_id": shop_id, "created_at": stamp}).scalar_one()
     subscribers = subscribers_of(name)
-    for subscriber in subscribers:
-        event.deliveries.append(EventDelivery(subscriber=subscriber.name, next_attempt_at=due))
-    if subscribers:  # nobody listening: the row waits for the caller's flush
-        db.session.flush()
-        enqueue_after_commit(db.session, DELIVER_JOB, event.id, job_id=f"event-{event.id}")
-    return event
+    if subscribers:
+        due = stamp + REDELIVER_AFTER
+        connection.execute(_INSERT_DELIVERIES, [
+            {"event_id": event_id, "subscriber": subscriber.name, "next_attempt_at": due}
+            for subscriber in subscribers])
+        enqueue_after_commit(db.session, DELIVER_JOB, event_id, job_id=f"event-{event_id}")
+    return Published(event_id, name, payload)
 
 
 def _handler(event_name: str, subscriber_name: str):

@@ -8,12 +8,13 @@ rollback undoes every reservation the transaction took.
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
-from models.inventory import Stock, StockLedger, Warehouse
+from models.inventory import Stock, StockLedger, Warehouse, serves
 from models.product import Sku
+from services import audit
 from services.actor import current_actor, scope_query
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -157,23 +158,102 @@ def adjust(sku_id, warehouse_id, delta, reason: str) -> Stock:
     return stock
 
 
+STOCK, WAREHOUSE, LEDGER = Stock.__table__, Warehouse.__table__, StockLedger.__table__
+# Checkout's statements, built once (SQLAlchemy caches their SQL): the candidate rows of every
+# SKU of the cart in one read, then one conditional UPDATE per piece taken.
+_CANDIDATES = (
+    select(STOCK.c.id, STOCK.c.sku_id, STOCK.c.warehouse_id, STOCK.c.shop_id, STOCK.c.on_hand,
+           STOCK.c.reserved, WAREHOUSE.c.region, WAREHOUSE.c.service_regions,
+           WAREHOUSE.c.priority, Sku.__table__.c.stock_alert_qty)
+    .join(WAREHOUSE, WAREHOUSE.c.id == STOCK.c.warehouse_id)
+    .join(Sku.__table__, Sku.__table__.c.id == STOCK.c.sku_id)
+    .where(STOCK.c.sku_id.in_(bindparam("sku_ids", expanding=True)),
+           WAREHOUSE.c.enabled.is_(True), STOCK.c.on_hand > STOCK.c.reserved))
+_RESERVE = (
+    update(STOCK)
+    .where(STOCK.c.id == bindparam("stock_id"),
+           STOCK.c.on_hand - STOCK.c.reserved >= bindparam("wanted"))
+    .values(reserved=STOCK.c.reserved + bindparam("wanted"), updated_at=bindparam("stamp"))
+    .returning(STOCK.c.on_hand, STOCK.c.reserved))
+_AVAILABLE = select(STOCK.c.on_hand - STOCK.c.reserved).where(STOCK.c.id == bindparam("stock_id"))
+_INSERT_LEDGER = insert(LEDGER).returning(LEDGER.c.id, sort_by_parameter_order=True)
+
+
 def reserve(lines: list[tuple[int, int]], reference: str,
             province_code: str | None = None) -> list[Reservation]:
     """Reserve (sku_id, quantity) lines, each from the warehouses the dispatch rules prefer
     for the buyer's province (see `_preferred`). All or nothing: a shortfall raises
-    ShortStockError and the caller rolls back."""
-    reservations, short = [], []
-    # the ledger rows wait for the caller's flush instead of one flush per statement
-    with db.session.no_autoflush:
-        for sku_id, quantity in sorted(_merge(lines)):
-            taken = _reserve_one(sku_id, quantity, reference, province_code)
-            if sum(r.quantity for r in taken) < quantity:
-                short.append({"sku_id": sku_id, "requested": quantity,
-                              "available": sum(r.quantity for r in taken)})
-            reservations += taken
+    ShortStockError and the caller rolls back. One read for the whole cart, one conditional
+    UPDATE per piece (SKUs in id order), one INSERT for all the ledger rows."""
+    merged = sorted(_merge(lines))
+    if not merged:
+        return []
+    connection = db.session.connection()
+    candidates: dict[int, list] = {}
+    for row in connection.execute(_CANDIDATES, {"sku_ids": [sku_id for sku_id, _ in merged]}):
+        candidates.setdefault(row.sku_id, []).append(row)
+    taking = _Taking(connection, reference)
+    short = []
+    for sku_id, quantity in merged:
+        taken = taking.line(candidates.get(sku_id, []), quantity, province_code)
+        if taken < quantity:
+            short.append({"sku_id": sku_id, "requested": quantity, "available": taken})
     if short:
         raise ShortStockError(short)
-    return reservations
+    taking.write_ledger()
+    return taking.reservations
+
+
+class _Taking:
+    """The pieces one reservation takes, and their ledger rows (written together)."""
+
+    def __init__(self, connection, reference: str):
+        self.connection, self.reference = connection, reference
+        self.stamp, self.actor = now(), current_actor().name
+        self.reservations: list[Reservation] = []
+        self.ledger: list[dict] = []
+
+    def line(self, rows: list, quantity: int, province_code: str | None) -> int:
+        """Take `quantity` of one SKU from its preferred rows, piece by piece when no single
+        one has enough; returns how much was taken."""
+        missing = quantity
+        for row in _preferred(rows, quantity, province_code):
+            if missing == 0:
+                break
+            missing -= self.piece(row, min(missing, row.on_hand - row.reserved))
+        return quantity - missing
+
+    def piece(self, row, wanted: int) -> int:
+        """Reserve up to `wanted` from one row; when a concurrent buyer got there first, retry
+        with what is left (each failed try means someone else reserved, so this ends)."""
+        while wanted > 0:
+            after = self.connection.execute(_RESERVE, {"stock_id": row.id, "wanted": wanted,
+                                                       "stamp": self.stamp}).first()
+            if after is not None:
+                self.took(row, wanted, after.on_hand, after.reserved)
+                return wanted
+            available = self.connection.execute(_AVAILABLE, {"stock_id": row.id}).scalar()
+            wanted = min(wanted, available or 0)
+        return 0
+
+    def took(self, row, quantity: int, on_hand: int, reserved: int) -> None:
+        self.reservations.append(Reservation(row.id, row.sku_id, row.warehouse_id, quantity))
+        self.ledger.append({
+            "stock_id": row.id, "sku_id": row.sku_id, "warehouse_id": row.warehouse_id,
+            "shop_id": row.shop_id, "reason": "reserve", "reference": self.reference,
+            "note": None, "on_hand_before": on_hand, "on_hand_after": on_hand,
+            "reserved_before": reserved - quantity, "reserved_after": reserved,
+            "actor": self.actor, "created_at": self.stamp})
+        available = on_hand - reserved
+        _signal_if_low(row, available + quantity, available, row.stock_alert_qty)
+
+    def write_ledger(self) -> None:
+        if not self.ledger:
+            return
+        ids = self.connection.execute(_INSERT_LEDGER, self.ledger).scalars().all()
+        for row, ledger_id in zip(self.ledger, ids):
+            row["id"] = ledger_id
+        audit.record_inserts(db.session, StockLedger, self.ledger)
 
 
 def _merge(lines):
@@ -183,54 +263,18 @@ def _merge(lines):
     return list(totals.items())
 
 
-def _preferred(rows: list[tuple[Stock, Warehouse]], quantity: int,
-               province_code: str | None) -> list[Stock]:
+def _preferred(rows: list, quantity: int, province_code: str | None) -> list:
     """The dispatch rules, in order: a warehouse that can send the whole line (one parcel)
     before one that cannot; among those, one serving the buyer's province before one that
     does not; then the warehouse's priority (lower first); then the most available; then the
-    oldest row."""
-    def rank(pair):
-        stock, warehouse = pair
-        available = stock.on_hand - stock.reserved
-        return (available < quantity, not warehouse.serves(province_code), warehouse.priority,
-                -available, stock.id)
-    return [stock for stock, _ in sorted(rows, key=rank)]
-
-
-def _reserve_one(sku_id: int, quantity: int, reference: str,
-                 province_code: str | None = None) -> list[Reservation]:
-    """Take `quantity` of one SKU from the preferred warehouses, piece by piece when no single
-    one has enough; each piece is one conditional UPDATE (a lost race moves on)."""
-    rows = db.session.execute(
-        select(Stock, Warehouse, Sku.stock_alert_qty)
-        .join(Warehouse, Warehouse.id == Stock.warehouse_id).join(Sku, Sku.id == Stock.sku_id)
-        .where(Stock.sku_id == sku_id, Warehouse.enabled.is_(True),
-               Stock.on_hand > Stock.reserved)).all()
-    alert = rows[0][2] if rows else 0
-    taken, missing = [], quantity
-    for stock in _preferred([(row[0], row[1]) for row in rows], quantity, province_code):
-        if missing == 0:
-            break
-        piece = _take(stock, min(missing, stock.on_hand - stock.reserved), reference, alert)
-        if piece:
-            taken.append(Reservation(stock.id, sku_id, stock.warehouse_id, piece))
-            missing -= piece
-    return taken
-
-
-def _take(stock: Stock, wanted: int, reference: str, alert: int) -> int:
-    """Reserve up to `wanted` from one row; when a concurrent buyer got there first, retry
-    with what is left (each failed try means someone else reserved, so this ends)."""
-    stock_id = stock.id
-    while wanted > 0:
-        if _change(stock, on_hand=0, reserved=wanted,
-                   condition=Stock.on_hand - Stock.reserved >= wanted, reason="reserve",
-                   reference=reference, alert=alert) is not None:
-            return wanted
-        available = db.session.scalar(select(Stock.on_hand - Stock.reserved)
-                                      .where(Stock.id == stock_id))
-        wanted = min(wanted, available or 0)
-    return 0
+    oldest row. `rows` are candidate rows (stock columns with the warehouse's region,
+    service_regions and priority)."""
+    def rank(row):
+        available = row.on_hand - row.reserved
+        return (available < quantity,
+                not serves(row.region, row.service_regions, province_code), row.priority,
+                -available, row.id)
+    return sorted(rows, key=rank)
 
 
 def release(reservations: list[Reservation], reference: str) -> None:

@@ -10,23 +10,23 @@ import json
 import secrets
 from datetime import timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from models.member import Member, MemberAddress
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
                           OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
-from models.product import Fulfilment, GoodsKind, Sku, SpuStatus
+from models.product import Fulfilment, GoodsKind, Sku, Spu, SpuStatus
 from services import inventory
 from services.actor import current_actor, scope_query
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish
-from services.audit import set_reason
+from services.audit import record_inserts, set_reason
 from services.money import allocate
 from services.scheduler import scheduled
 
@@ -51,19 +51,61 @@ class IllegalOrderTransitionError(ConflictError):
     """The order's (or trade's) status does not allow this step."""
 
 
+# -- the statements of checkout --------------------------------------------------------------------
+# Checkout is the hottest write path: it reads and writes with SQLAlchemy Core statements built
+# once (their SQL is cached), and hands its inserted rows to the audit log itself.
+
+TRADE, ORDER, LINE, TIMELINE = Trade.__table__, Order.__table__, OrderLine.__table__, \
+    OrderEvent.__table__
+KEY, RESERVATION = IdempotencyKey.__table__, OrderReservation.__table__
+SKU, SPU, MEMBER, ADDRESS = Sku.__table__, Spu.__table__, Member.__table__, MemberAddress.__table__
+ADDRESS_FIELDS = ("recipient", "phone", "province_code", "city_code", "district_code", "detail")
+
+_KEY_LOOKUP = select(KEY.c.request_hash, KEY.c.trade_id).where(
+    KEY.c.caller == bindparam("caller"), KEY.c.key == bindparam("key"))
+_BUYER = (
+    select(MEMBER.c.id.label("member_id"), MEMBER.c.status, ADDRESS.c.id.label("address_id"),
+           *(ADDRESS.c[name] for name in ADDRESS_FIELDS))
+    .select_from(MEMBER.outerjoin(ADDRESS, and_(ADDRESS.c.id == bindparam("address_id"),
+                                                ADDRESS.c.member_id == MEMBER.c.id)))
+    .where(MEMBER.c.id == bindparam("member_id")))
+_CART = (
+    select(SKU.c.id, SKU.c.spu_id, SKU.c.shop_id, SKU.c.code, SKU.c.price, SKU.c.enabled,
+           SKU.c.sales_values, SPU.c.title, SPU.c.status, SPU.c.goods_kind, SPU.c.fulfilment,
+           SPU.c.presale_ships_on, SPU.c.presale_deposit)
+    .join(SPU, SPU.c.id == SKU.c.spu_id)
+    .where(SKU.c.id.in_(bindparam("sku_ids", expanding=True))))
+_INSERT_TRADE = insert(TRADE).returning(TRADE.c.id)
+_INSERT_KEY = insert(KEY).returning(KEY.c.id)
+_INSERT_ORDERS = insert(ORDER).returning(ORDER.c.id, sort_by_parameter_order=True)
+_INSERT_TIMELINE = insert(TIMELINE).returning(TIMELINE.c.id, sort_by_parameter_order=True)
+_INSERT_LINES = insert(LINE).returning(LINE.c.id, sort_by_parameter_order=True)
+_INSERT_RESERVATIONS = insert(RESERVATION).returning(RESERVATION.c.id,
+                                                     sort_by_parameter_order=True)
+
+
+def _inserted(model, table_insert, rows: list[dict]) -> list[dict]:
+    """Insert `rows` in one statement; each row gets its `id` and its audit entry."""
+    ids = db.session.connection().execute(table_insert, rows).scalars().all()
+    for row, row_id in zip(rows, ids):
+        row["id"] = row_id
+    record_inserts(db.session, model, rows)
+    return rows
+
+
 # -- quote ---------------------------------------------------------------------------------------
 
-def _checked_lines(lines) -> list[tuple[Sku, int]]:
-    """The cart's lines as (SKU, quantity); unknown, disabled or not-on-sale SKUs are refused.
-    The SKUs and their SPUs are read in one query."""
+def _checked_lines(lines) -> list[tuple]:
+    """The cart's lines as (SKU row with its SPU's columns, quantity); unknown, disabled or
+    not-on-sale SKUs are refused. One query for the whole cart."""
     if not isinstance(lines, list) or not lines:
         raise ValidationFailed.field("lines", "At least one line.")
     if len(lines) > MAX_LINES:
         raise ValidationFailed.field("lines", f"At most {MAX_LINES} lines.")
     ids = list({line.get("sku_id") for line in lines
                 if isinstance(line, dict) and _is_id(line.get("sku_id"))})
-    skus = {sku.id: sku for sku in db.session.scalars(
-        select(Sku).where(Sku.id.in_(ids)).options(joinedload(Sku.spu)))} if ids else {}
+    skus = {sku.id: sku for sku in db.session.connection().execute(_CART, {"sku_ids": ids})} \
+        if ids else {}
     errors, quantities = {}, {}
     for n, line in enumerate(lines):
         if not isinstance(line, dict):
@@ -77,7 +119,7 @@ def _checked_lines(lines) -> list[tuple[Sku, int]]:
         sku = skus.get(sku_id) if _is_id(sku_id) else None
         if sku is None:
             errors[f"lines.{n}.sku_id"] = ["Related record not found."]
-        elif not sku.enabled or SpuStatus(sku.spu.status) != SpuStatus.on_sale:
+        elif not sku.enabled or SpuStatus(sku.status) != SpuStatus.on_sale:
             errors[f"lines.{n}.sku_id"] = ["Not on sale."]
         else:
             quantities[sku.id] = quantities.get(sku.id, 0) + quantity
@@ -93,13 +135,13 @@ def _priced(lines) -> list[dict]:
         amount = (sku.price * quantity).quantize(Decimal("0.01"))
         priced.append({"sku": sku, "quantity": quantity, "unit_price": sku.price,
                        "amount": amount, "discount": ZERO, "payable": amount,
-                       "order_type": order_type_of(sku.spu)})
+                       "order_type": order_type_of(sku)})
     return priced
 
 
 def order_type_of(spu) -> str:
     """normal, pre_sale (ships from a later day) or virtual (service goods, nothing ships);
-    flash_sale comes with marketing."""
+    flash_sale comes with marketing. `spu` is an SPU or a row with its columns."""
     if spu.presale_ships_on is not None and spu.presale_ships_on > business_date():
         return "pre_sale"
     if GoodsKind(spu.goods_kind) == GoodsKind.service:
@@ -108,10 +150,15 @@ def order_type_of(spu) -> str:
 
 
 def needs_stock(line) -> bool:
-    """Lines our warehouses send: physical goods from own stock or consignment (代销).
-    Services need none; drop-shipped goods (代发) are the supplier's stock."""
-    return GoodsKind(line.goods_kind) != GoodsKind.service and \
-        Fulfilment(line.fulfilment) != Fulfilment.dropship
+    """Lines our warehouses send (see `ships_from_stock`)."""
+    return ships_from_stock(line.goods_kind, line.fulfilment)
+
+
+def ships_from_stock(goods_kind, fulfilment) -> bool:
+    """Physical goods from own stock or consignment (代销). Services need none; drop-shipped
+    goods (代发) are the supplier's stock."""
+    return GoodsKind(goods_kind) != GoodsKind.service and \
+        Fulfilment(fulfilment) != Fulfilment.dropship
 
 
 def _money(value: Decimal) -> str:
@@ -120,7 +167,7 @@ def _money(value: Decimal) -> str:
 
 def quote(body: dict) -> dict:
     """What the cart costs now: lines, goods amount, discounts, freight, payable."""
-    _member_and_address(body)
+    _buyer(body)
     priced = _priced(_checked_lines(body.get("lines")))
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
@@ -134,15 +181,18 @@ def quote(body: dict) -> dict:
     }
 
 
-def _member_and_address(body: dict) -> tuple[Member, MemberAddress]:
+def _buyer(body: dict):
+    """The active member and their address (one row: member_id, status, address_id and the
+    address fields), else 422 naming the field."""
     member_id, address_id = body.get("member_id"), body.get("address_id")
-    member = db.session.get(Member, member_id) if _is_id(member_id) else None
-    if member is None or member.status != "active":
+    buyer = db.session.connection().execute(_BUYER, {
+        "member_id": member_id, "address_id": address_id if _is_id(address_id) else None,
+    }).first() if _is_id(member_id) else None
+    if buyer is None or buyer.status != "active":
         raise ValidationFailed.field("member_id", "Related record not found.")
-    address = db.session.get(MemberAddress, address_id) if _is_id(address_id) else None
-    if address is None or address.member_id != member.id:
+    if buyer.address_id is None:
         raise ValidationFailed.field("address_id", "Related record not found.")
-    return member, address
+    return buyer
 
 
 def _is_id(value) -> bool:
@@ -151,20 +201,25 @@ def _is_id(value) -> bool:
 
 # -- place ---------------------------------------------------------------------------------------
 
+class Placed(NamedTuple):
+    trade_id: int
+    created: bool
+
+
 def _request_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def replayed_trade(key: str, body: dict) -> Trade | None:
-    """The trade an earlier request with this key made (same body), or None; 422 when the key
-    was used for another body."""
-    row = db.session.scalars(select(IdempotencyKey).where(
-        IdempotencyKey.caller == current_actor().name, IdempotencyKey.key == key)).one_or_none()
+def _replayed(key: str, body: dict) -> int | None:
+    """The id of the trade an earlier request with this key made (same body), or None; 422
+    when the key was used for another body."""
+    row = db.session.connection().execute(
+        _KEY_LOOKUP, {"caller": current_actor().name, "key": key}).first()
     if row is None:
         return None
     if row.request_hash != _request_hash(body):
         raise ValidationFailed.field("idempotency_key", "Already used for another request.")
-    return db.session.get(Trade, row.trade_id)
+    return row.trade_id
 
 
 def _number(prefix: str) -> str:
@@ -173,101 +228,124 @@ def _number(prefix: str) -> str:
     return f"{prefix}{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
 
 
-def place(body: dict, key: str) -> tuple[Trade, bool]:
-    """Create the trade, its orders and lines, and reserve all its stock; returns (trade,
-    created). A replayed key answers the trade it made; a shortfall raises ShortStockError."""
+def place(body: dict, key: str) -> Placed:
+    """Create the trade, its orders and lines, and reserve all its stock; returns the trade's
+    id and whether this call created it. A replayed key answers the trade it made; a
+    shortfall raises ShortStockError (the caller rolls back)."""
     if not isinstance(key, str) or not key.strip() or len(key) > 128:
         raise ValidationFailed.field("idempotency_key", "Send an Idempotency-Key header.")
-    existing = replayed_trade(key, body)
+    existing = _replayed(key, body)
     if existing is not None:
-        return existing, False
-    member, address = _member_and_address(body)
+        return Placed(existing, False)
+    buyer = _buyer(body)
     priced = _priced(_checked_lines(body.get("lines")))
-    trade = _new_trade(member, address, priced)
-    # Claim the key (in the trade's own flush) before reserving: a concurrent duplicate waits
-    # here for the first request and answers its trade, instead of racing it for the stock.
-    db.session.add(IdempotencyKey(caller=current_actor().name, key=key,
-                                  request_hash=_request_hash(body), trade=trade))
     try:
-        db.session.flush()
+        # Claim the key right after the trade, before reserving: a concurrent duplicate waits
+        # there for the first request and answers its trade, instead of racing it for stock.
+        trade = _claimed_trade(buyer, priced, key, _request_hash(body))
     except IntegrityError:  # a concurrent request with the same key won
         db.session.rollback()
-        existing = replayed_trade(key, body)
+        existing = _replayed(key, body)
         if existing is None:
             raise ConflictError("A request with this key is being handled",
                                 {"idempotency_key": ["Retry shortly."]})
-        return existing, False
-    stocked = [(line.sku_id, line.quantity) for order in trade.orders for line in order.lines
-               if needs_stock(line)]
-    reservations = inventory.reserve(stocked, trade.trade_no, address.province_code)
-    _attach_reservations(trade, reservations)
-    publish("trade.placed", {"trade_id": trade.id})
-    return trade, True
+        return Placed(existing, False)
+    orders = _new_orders(trade, buyer, priced)
+    lines = [line for order in orders for line in order["lines"]]
+    stocked = [(line["sku_id"], line["quantity"]) for line in lines
+               if ships_from_stock(line["goods_kind"], line["fulfilment"])]
+    reservations = inventory.reserve(stocked, trade["trade_no"], buyer.province_code)
+    _attach_reservations(orders, reservations)
+    publish("trade.placed", {"trade_id": trade["id"]})
+    return Placed(trade["id"], True)
 
 
-def _new_trade(member, address, priced) -> Trade:
-    """One order per shop and order type (a pre-sale or a service never waits for, or holds
-    back, the rest of the cart)."""
-    by_shop: dict[tuple[int, str], list[dict]] = {}
-    for line in priced:
-        by_shop.setdefault((line["sku"].shop_id, line["order_type"]), []).append(line)
+def _claimed_trade(buyer, priced, key: str, request_hash: str) -> dict:
+    """The trade row and the idempotency key pointing at it."""
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
-    trade = Trade(trade_no=_number("T"), member_id=member.id, address=_address_snapshot(address),
-                  goods_amount=goods, discount_amount=discount, freight=ZERO,
-                  payable=goods - discount, created_at=now())
-    db.session.add(trade)
-    for (shop_id, order_type), lines in sorted(by_shop.items()):
-        order_goods = sum((p["amount"] for p in lines), ZERO)
-        order_discount = sum((p["discount"] for p in lines), ZERO)
-        order = Order(order_no=_number("O"), shop_id=shop_id, member_id=member.id,
-                      order_type=order_type, address=trade.address,
-                      goods_amount=order_goods, discount_amount=order_discount, freight=ZERO,
-                      payable=order_goods - order_discount, created_at=now())
-        trade.orders.append(order)
-        for p in lines:
-            sku = p["sku"]
-            order.lines.append(OrderLine(
-                shop_id=shop_id, sku_id=sku.id, spu_id=sku.spu_id, sku_code=sku.code,
-                title=sku.spu.title, sales_values=dict(sku.sales_values),
-                unit_price=p["unit_price"], quantity=p["quantity"], amount=p["amount"],
-                discount=p["discount"], payable=p["payable"],
-                goods_kind=GoodsKind(sku.spu.goods_kind).value,
-                fulfilment=Fulfilment(sku.spu.fulfilment).value))
-        if order_type == "pre_sale":
-            _set_presale_terms(order, [p["sku"].spu for p in lines])
-        order.timeline.append(OrderEvent(shop_id=shop_id, from_status=None,
-                                         to_status=OrderStatus.pending_payment.value,
-                                         actor=current_actor().name, created_at=now()))
+    stamp = now()
+    trade = _inserted(Trade, _INSERT_TRADE, [{
+        "trade_no": _number("T"), "member_id": buyer.member_id,
+        "address": _address_snapshot(buyer), "status": OrderStatus.pending_payment,
+        "goods_amount": goods, "discount_amount": discount, "freight": ZERO,
+        "payable": goods - discount, "created_at": stamp, "paid_at": None}])[0]
+    _inserted(IdempotencyKey, _INSERT_KEY, [{
+        "caller": current_actor().name, "key": key, "request_hash": request_hash,
+        "trade_id": trade["id"], "created_at": stamp}])
     return trade
 
 
-def _set_presale_terms(order: Order, spus) -> None:
+def _new_orders(trade: dict, buyer, priced) -> list[dict]:
+    """One order per shop and order type (a pre-sale or a service never waits for, or holds
+    back, the rest of the cart), each with its lines and first timeline row."""
+    by_shop: dict[tuple[int, str], list[dict]] = {}
+    for line in priced:
+        by_shop.setdefault((line["sku"].shop_id, line["order_type"]), []).append(line)
+    groups = sorted(by_shop.items())
+    orders = _inserted(Order, _INSERT_ORDERS, [
+        _order_row(trade, buyer, shop_id, order_type, lines)
+        for (shop_id, order_type), lines in groups])
+    actor, stamp = current_actor().name, trade["created_at"]
+    _inserted(OrderEvent, _INSERT_TIMELINE, [
+        {"order_id": order["id"], "shop_id": order["shop_id"], "from_status": None,
+         "to_status": OrderStatus.pending_payment.value, "actor": actor, "note": None,
+         "created_at": stamp} for order in orders])
+    rows = []
+    for order, (_, lines) in zip(orders, groups):
+        order["lines"] = [_line_row(order, p) for p in lines]
+        rows += order["lines"]
+    _inserted(OrderLine, _INSERT_LINES, rows)
+    return orders
+
+
+def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[dict]) -> dict:
+    goods = sum((p["amount"] for p in lines), ZERO)
+    discount = sum((p["discount"] for p in lines), ZERO)
+    deposit, ships_after = _presale_terms(lines) if order_type == "pre_sale" else (None, None)
+    return {"order_no": _number("O"), "trade_id": trade["id"], "shop_id": shop_id,
+            "member_id": buyer.member_id, "status": OrderStatus.pending_payment,
+            "order_type": order_type, "goods_amount": goods, "discount_amount": discount,
+            "freight": ZERO, "payable": goods - discount, "seller_remark": None,
+            "seller_flag": "none", "address": trade["address"], "deposit": deposit,
+            "ships_after": ships_after, "created_at": trade["created_at"], "paid_at": None,
+            "delivered_at": None}
+
+
+def _line_row(order: dict, p: dict) -> dict:
+    sku = p["sku"]
+    return {"order_id": order["id"], "shop_id": order["shop_id"], "sku_id": sku.id,
+            "spu_id": sku.spu_id, "sku_code": sku.code, "title": sku.title,
+            "sales_values": dict(sku.sales_values), "unit_price": p["unit_price"],
+            "quantity": p["quantity"], "amount": p["amount"], "discount": p["discount"],
+            "payable": p["payable"], "goods_kind": GoodsKind(sku.goods_kind).value,
+            "fulfilment": Fulfilment(sku.fulfilment).value}
+
+
+def _presale_terms(lines: list[dict]) -> tuple[Decimal, object]:
     """预售: the deposit (per unit, at most each line's payable) and the first shipping day."""
     deposit = ZERO
-    for line, spu in zip(order.lines, spus):
-        per_unit = spu.presale_deposit if spu.presale_deposit is not None else line.unit_price
-        deposit += min(per_unit * line.quantity, line.payable)
-    order.deposit = deposit
-    order.ships_after = max(spu.presale_ships_on for spu in spus)
+    for p in lines:
+        sku = p["sku"]
+        per_unit = sku.presale_deposit if sku.presale_deposit is not None else p["unit_price"]
+        deposit += min(per_unit * p["quantity"], p["payable"])
+    return deposit, max(p["sku"].presale_ships_on for p in lines)
 
 
-def _address_snapshot(address: MemberAddress) -> dict:
-    return {"recipient": address.recipient, "phone": address.phone,
-            "province_code": address.province_code, "city_code": address.city_code,
-            "district_code": address.district_code, "detail": address.detail}
+def _address_snapshot(address) -> dict:
+    return {name: getattr(address, name) for name in ADDRESS_FIELDS}
 
 
-def _attach_reservations(trade: Trade, reservations) -> None:
+def _attach_reservations(orders: list[dict], reservations) -> None:
     """Each reservation belongs to the order holding its SKU (a SKU is in one order only:
     its shop and its SPU's order type decide)."""
-    owner = {line.sku_id: order for order in trade.orders for line in order.lines}
-    for item in reservations:
-        order = owner[item.sku_id]
-        # added by id: appending to the new order's collection would first load it (empty)
-        db.session.add(OrderReservation(
-            order_id=order.id, shop_id=order.shop_id, stock_id=item.stock_id,
-            sku_id=item.sku_id, warehouse_id=item.warehouse_id, quantity=item.quantity))
+    if not reservations:
+        return
+    owner = {line["sku_id"]: order for order in orders for line in order["lines"]}
+    _inserted(OrderReservation, _INSERT_RESERVATIONS, [
+        {"order_id": owner[item.sku_id]["id"], "shop_id": owner[item.sku_id]["shop_id"],
+         "stock_id": item.stock_id, "sku_id": item.sku_id, "warehouse_id": item.warehouse_id,
+         "quantity": item.quantity, "released": False} for item in reservations])
 
 
 # -- the state machine --------------------------------------------------------------------------
@@ -755,7 +833,6 @@ def set_seller_remark(order_id: int, remark, flag) -> Order:
     return target
 
 
-ADDRESS_FIELDS = ("recipient", "phone", "province_code", "city_code", "district_code", "detail")
 CHANGEABLE_ADDRESS = {OrderStatus.pending_payment, OrderStatus.paid, OrderStatus.fulfilling}
 
 

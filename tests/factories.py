@@ -16,7 +16,7 @@ from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
-from models.order import Order, ServiceCode, ShippingNotice
+from models.order import Order, ServiceCode, ShippingNotice, Trade
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -244,11 +244,11 @@ def make_order(shop: Shop, quantity: int = 1, **spu_terms) -> Order:
     db.session.add(address)
     db.session.commit()
     with acting_as(Actor.system("factory")):
-        trade, _ = orders.place({"member_id": buyer.id, "address_id": address.id,
-                                 "lines": [{"sku_id": sku.id, "quantity": quantity}]},
-                                f"factory-{next(_serial)}")
+        placed = orders.place({"member_id": buyer.id, "address_id": address.id,
+                               "lines": [{"sku_id": sku.id, "quantity": quantity}]},
+                              f"factory-{next(_serial)}")
         db.session.commit()
-    return trade.orders[0]
+    return db.session.get(Trade, placed.trade_id).orders[0]
 
 
 def make_member(account: str | None = None) -> Member:

@@ -58,7 +58,7 @@ def test_concurrent_duplicates_of_one_idempotency_key_make_one_trade(app, shops,
     from models.member import MemberAddress
 
     payload["address_id"] = MemberAddress.query.filter_by(member_id=trade.member_id).one().id
-    outcomes = together(app, *[lambda: order.place(payload, "dup-key")[0].id] * 6)
+    outcomes = together(app, *[lambda: order.place(payload, "dup-key").trade_id] * 6)
     trade_ids = {o for o in outcomes if isinstance(o, int)}
     refused = [o for o in outcomes if not isinstance(o, int)]
     assert len(trade_ids) == 1, outcomes

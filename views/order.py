@@ -101,12 +101,13 @@ class CheckoutApi(OpenApiErrorsMixin, BaseApi):
                                   {"idempotency_key": ["Missing."]})
         body = load_or_422(CheckoutSchema(), json_body())
         try:
-            trade, _created = order.place(body, key)
+            placed = order.place(body, key)
         except inventory.ShortStockError as short:
             db.session.rollback()
             return self.response(409, message=short.message, errors=short.errors,
                                  short=short.short)
         db.session.commit()
+        trade = db.session.get(Trade, placed.trade_id)
         return self.response(201, result=order.trade_result(trade))
 
     quote.__doc__ = ("What a cart costs now (nothing is reserved)" + CHECKOUT_DOC +
