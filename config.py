@@ -18,7 +18,9 @@
 | HOUTAI_LOCALE | `zh`: the console's default language |
 | UNPAID_TIMEOUT_MINUTES | 30: `houtai tick` cancels trades unpaid for longer |
 | AUTO_CONFIRM_DAYS | 10: `houtai tick` completes orders delivered this long ago |
-| PERMISSION_CACHE_SECONDS | 10: how long a process keeps a permission answer (0: ask every time) |
+| PERMISSION_CACHE_SECONDS | 10: how long a process keeps a permission answer and a REST caller's user (0: ask every time) |
+| LIST_COUNT_SECONDS | 5: how long a process keeps the `count` of a REST list of LIST_COUNT_EXACT_BELOW rows or more (0: count every time) |
+| LIST_COUNT_EXACT_BELOW | 1000: smaller lists are counted on every request |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -87,6 +89,8 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "UNPAID_TIMEOUT_MINUTES": unpaid_timeout,
         "AUTO_CONFIRM_DAYS": int(env.get("AUTO_CONFIRM_DAYS", "10")),
         "PERMISSION_CACHE_SECONDS": max(0, int(env.get("PERMISSION_CACHE_SECONDS", "10"))),
+        "LIST_COUNT_SECONDS": max(0, int(env.get("LIST_COUNT_SECONDS", "5"))),
+        "LIST_COUNT_EXACT_BELOW": max(0, int(env.get("LIST_COUNT_EXACT_BELOW", "1000"))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

@@ -10,6 +10,7 @@ from flask import current_app, g
 from flask_appbuilder.api import BaseApi, expose, safe
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import Group
 from flask_appbuilder.security.views import UserDBModelView
 from flask_appbuilder.utils.limit import Limit
 from flask_babel import lazy_gettext as _l
@@ -180,10 +181,11 @@ class HoutaiUserDBModelView(UserDBModelView):
 
 
 class AccessAnswers:
-    """Permission answers kept per process for `PERMISSION_CACHE_SECONDS` (FAB asks the
-    database on every request: the Public role twice, then the permission join). Any write to
-    roles, permissions or views in this process clears them at once; another process sees
-    a change within the configured seconds. 0 turns the cache off."""
+    """Permission answers and REST callers' users kept per process for
+    `PERMISSION_CACHE_SECONDS` (FAB asks the database on every request: the user, the Public
+    role twice, then the permission join). Any write to users, roles, permissions or views in
+    this process clears them at once; another process sees a change within the configured
+    seconds. 0 turns the cache off."""
 
     def __init__(self):
         self.answers: dict = {}
@@ -204,12 +206,12 @@ class AccessAnswers:
 
 ACCESS_ANSWERS = AccessAnswers()
 SECURITY_TABLES = {"ab_role", "ab_permission", "ab_view_menu", "ab_permission_view",
-                   "ab_permission_view_role", "ab_group"}
+                   "ab_permission_view_role", "ab_group", "ab_user"}
 
 
 @event.listens_for(Session, "after_flush")
 def _forget_access_answers(session, _context):
-    """Roles or permissions changed here: the next check asks the database again."""
+    """Users, roles or permissions changed here: the next check asks the database again."""
     touched = (*session.new, *session.dirty, *session.deleted)
     if any(getattr(obj, "__tablename__", None) in SECURITY_TABLES for obj in touched):
         ACCESS_ANSWERS.clear()
@@ -234,8 +236,34 @@ class HoutaiSecurityManager(SecurityManager):
 
     def get_user_by_id(self, pk):
         """The user with roles and groups in one query (FAB loads each lazily)."""
-        return self.session.get(self.user_model, pk, options=[
-            joinedload(self.user_model.roles), joinedload(self.user_model.groups)])
+        return self.session.get(self.user_model, pk, options=self._user_with_roles())
+
+    def _user_with_roles(self) -> list:
+        return [joinedload(self.user_model.roles),
+                joinedload(self.user_model.groups).joinedload(Group.roles)]
+
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """The REST caller (JWT): the user as loaded within `PERMISSION_CACHE_SECONDS`,
+        detached with its roles and groups (nothing the request reads loads lazily), so a
+        request does not read the user again; a deactivated user is refused as FAB does."""
+        if not current_app.config.get("PERMISSION_CACHE_SECONDS", 0):
+            return super().load_user_jwt(_jwt_header, jwt_data)
+        identity = str(jwt_data["sub"])
+        user = ACCESS_ANSWERS.get(("user", identity), lambda: self._detached_user(identity))
+        if user is not None and user.is_active:
+            g.user = user
+            return user
+        return None
+
+    def _detached_user(self, identity: str):
+        """The user read in a session of its own, closed at once: its loaded attributes stay,
+        and no request's commit expires them."""
+        from app.extensions import db
+
+        if not identity.isdigit():
+            return None
+        with Session(db.engine) as session:
+            return session.get(self.user_model, int(identity), options=self._user_with_roles())
 
     def create_jwt_manager(self, app):
         jwt_manager = super().create_jwt_manager(app)

@@ -84,18 +84,25 @@ def shop_scope():
 
 
 def scope_query(query, model):
-    """Restrict a query over `model` to the rows the current actor may see (one rule for
-    screens, APIs, dashboards and exports)."""
+    """Restrict a query over `model` (an ORM query or a `select()`) to the rows the current
+    actor may see (one rule for screens, APIs, dashboards and exports)."""
+    condition = scope_condition(model)
+    return query if condition is None else query.filter(condition)
+
+
+def scope_condition(model):
+    """The WHERE condition of `scope_query`: None (staff, jobs, or a model without a shop),
+    FALSE (no shop to see), or `shop column = the merchant's shop`."""
     from sqlalchemy import false
 
     from models.base import shop_column_of
 
     column = shop_column_of(model)
     if column is None:
-        return query
+        return None
     scope = shop_scope()
     if scope is ALL_SHOPS:
-        return query
+        return None
     if scope is NO_SHOP:
-        return query.filter(false())
-    return query.filter(getattr(model, column) == scope)
+        return false()
+    return getattr(model, column) == scope

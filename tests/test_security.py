@@ -6,6 +6,7 @@ from flask_jwt_extended import create_access_token
 
 from app.extensions import db
 from app.security import ROLES, desired_permissions, sync_roles
+from models.security import UserAccount
 from models.shop import Shop
 from tests.conftest import PASSWORD
 
@@ -250,3 +251,34 @@ def test_permission_answers_are_kept_and_forgotten_when_roles_change(app, api, u
         sa_event.remove(db.engine, "before_cursor_execute", count_permission_queries)
         sync_roles(app.appbuilder)
     assert merchant.get("/api/v1/order/").status_code == 200
+
+
+def test_rest_callers_are_kept_and_forgotten_when_they_change(app, api, users):
+    """The JWT user is read once per PERMISSION_CACHE_SECONDS, not on every request; a user
+    deactivated or given other roles here is seen so on the next request."""
+    from sqlalchemy import event as sa_event
+
+    merchant = api("merchant_a")
+    assert merchant.get("/api/v1/order/").status_code == 200
+    asked = []
+
+    def count_user_queries(conn, cursor, statement, *args):
+        if statement.startswith("SELECT") and "FROM ab_user" in statement:
+            asked.append(statement)
+
+    sa_event.listen(db.engine, "before_cursor_execute", count_user_queries)
+    try:
+        assert merchant.get("/api/v1/order/").status_code == 200
+        assert asked == []  # the user as this process read it a moment ago
+        user = db.session.get(UserAccount, users["merchant_a"].id)
+        user.roles = [app.appbuilder.sm.find_role("CustomerService")]
+        db.session.commit()
+        answer = merchant.get("/api/v1/order/")
+        assert answer.status_code == 200 and len(asked) == 1  # read again, with its new role
+        assert merchant.post("/api/v1/order/1/remark", json={"remark": "x"}).status_code == 403
+        user = db.session.get(UserAccount, users["merchant_a"].id)
+        user.active = False
+        db.session.commit()
+        assert merchant.get("/api/v1/order/").status_code == 401
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", count_user_queries)

@@ -13,7 +13,7 @@ from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder import api as fab_api
 from flask_appbuilder.api import expose as api_expose
 from flask_appbuilder.baseviews import expose
-from flask_appbuilder.const import FLAMSG_ERR_SEC_ACCESS_DENIED
+from flask_appbuilder.const import API_SELECT_COLUMNS_RIS_KEY, FLAMSG_ERR_SEC_ACCESS_DENIED
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext
@@ -28,6 +28,7 @@ from services.actor import ALL_SHOPS, scope_query, shop_scope
 from services.clock import business_time_text
 from services.errors import (REFERENCE_NOT_FOUND, BadRequestError, ConflictError, HoutaiError,
                              NotFoundError, ValidationFailed)
+from views.listing import DirectList
 from views.openapi import OpenApiErrorsMixin
 from views.schema import HoutaiSchemaConverter, json_body, load_or_422
 
@@ -301,6 +302,8 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
     def __init__(self):
         isolate(self, ("add_query_rel_fields", "edit_query_rel_fields"))
         super().__init__()
+        self.direct_list = DirectList(self)
+        self._response_keys: dict = {}
 
     # -- responses in the one error shape --------------------------------------------------
     def _error(self, status, message, errors=None):
@@ -508,7 +511,28 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             data["next_cursor"] = encode_cursor(ids[-1]) if ids and full else None
 
     def get_list_headless(self, **kwargs):
-        return self._read(super().get_list_headless, **kwargs)
+        return self._read(self._list_answer, **kwargs)
+
+    def _list_answer(self, **kwargs):
+        """The common keyset list request directly (views/listing.py), any other by FAB."""
+        direct = self.direct_list.answer(kwargs.get("rison", {}))
+        return direct if direct is not None else super().get_list_headless(**kwargs)
+
+    def set_response_key_mappings(self, response, func, rison_args, **kwargs):
+        """The list's and the record's metadata (labels, columns, descriptions, title, order
+        columns) depend only on the view, the locale and which keys are asked for: made
+        once per combination. The rest (`_info`'s permissions, chosen columns) every time."""
+        if func.__name__ not in ("get_list", "get") or kwargs.get(API_SELECT_COLUMNS_RIS_KEY):
+            return super().set_response_key_mappings(response, func, rison_args, **kwargs)
+        from flask_babel import get_locale
+
+        key = (func.__name__, str(get_locale()), frozenset(rison_args.get("keys") or ()))
+        part = self._response_keys.get(key)
+        if part is None:
+            part = {}
+            super().set_response_key_mappings(part, func, rison_args, **kwargs)
+            self._response_keys[key] = part
+        response.update(part)
 
     def get_headless(self, pk, **kwargs):
         return self._read(super().get_headless, pk, **kwargs)
