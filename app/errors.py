@@ -4,6 +4,7 @@ Stock FAB and its extensions answer errors in several shapes (`{"message": {...}
 validation, `{"msg": ...}` from JWT, HTML for routing errors and 413); the after-request hook
 below rewrites any /api/ error into ours, and domain errors raised anywhere map to their status.
 """
+import functools
 import json
 import logging
 
@@ -127,7 +128,10 @@ def _bad_order_argument() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _parses_as_rison_or_json(value: str) -> bool:
+    """Whether `q` parses (FAB parses it again for the view); the answers for recent `q`
+    strings are kept, since clients poll and page with the same few."""
     import prison
 
     try:

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 from flask import g, has_request_context
 
-
 MERCHANT_ROLE = "Merchant"
 
 
@@ -97,12 +96,16 @@ def scope_condition(model):
 
     from models.base import shop_column_of
 
-    column = shop_column_of(model)
-    if column is None:
-        return None
-    scope = shop_scope()
+    scope = shop_scope_of(model)
     if scope is ALL_SHOPS:
         return None
     if scope is NO_SHOP:
         return false()
-    return getattr(model, column) == scope
+    return getattr(model, shop_column_of(model)) == scope
+
+
+def shop_scope_of(model):
+    """`shop_scope()` for rows of `model`: ALL_SHOPS when the model belongs to no shop."""
+    from models.base import shop_column_of
+
+    return ALL_SHOPS if shop_column_of(model) is None else shop_scope()

@@ -175,7 +175,8 @@ _RESERVE = (
            STOCK.c.on_hand - STOCK.c.reserved >= bindparam("wanted"))
     .values(reserved=STOCK.c.reserved + bindparam("wanted"), updated_at=bindparam("stamp"))
     .returning(STOCK.c.on_hand, STOCK.c.reserved))
-_AVAILABLE = select(STOCK.c.on_hand - STOCK.c.reserved).where(STOCK.c.id == bindparam("stock_id"))
+_AVAILABLE = select(STOCK.c.on_hand - STOCK.c.reserved).where(
+    STOCK.c.id == bindparam("stock_id"))
 _INSERT_LEDGER = insert(LEDGER).returning(LEDGER.c.id, sort_by_parameter_order=True)
 
 

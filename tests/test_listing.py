@@ -105,8 +105,8 @@ def test_merchants_see_only_their_shop_on_the_direct_path(api, orders, shops, co
     assert count_direct["direct"] == 2
 
 
-def test_big_lists_keep_their_count_a_few_seconds_small_ones_never(app, api, orders, cart,  # noqa: F811
-                                                                 shops, monkeypatch):
+def test_big_lists_keep_their_count_a_few_seconds_small_ones_never(
+        app, api, orders, cart, shops, monkeypatch):  # noqa: F811
     from datetime import timedelta
 
     from services import clock

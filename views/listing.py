@@ -8,8 +8,8 @@ list columns and one `COUNT` of the same conditions, the rows formatted by the l
 own fields. It takes only what it can answer exactly: `eq` filters on plain columns whose
 filter is FAB's `FilterEqual`, page 1 or a cursor, `page_size`, `keys`. Anything else
 (another operation, a custom filter, `order_column`, `columns`, `page=N`) returns None and
-takes FAB's path. The shop scope is the same rule (`services.actor.scope_condition`) the
-views' base filter applies.
+takes FAB's path. The shop scope is the same rule (`services.actor.shop_scope_of`) the
+views' base filter applies; a caller who may see no shop takes FAB's path too.
 
 `count` is the whole filtered list, on page 1 and on every cursor page. A list of
 `LIST_COUNT_EXACT_BELOW` rows or more keeps its count per process for `LIST_COUNT_SECONDS`
@@ -20,14 +20,16 @@ list that grew or shrank a few seconds late. Smaller lists are counted on every 
 from flask import current_app, request
 from flask_appbuilder.const import API_SELECT_COLUMNS_RIS_KEY
 from flask_appbuilder.models.sqla.filters import FilterEqual, set_value_to_type
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.extensions import db
-from services.actor import ALL_SHOPS, NO_SHOP, scope_condition, shop_scope
+from models.base import shop_column_of
+from services.actor import ALL_SHOPS, NO_SHOP, shop_scope_of
 from services.clock import now
 
 DIRECT_ARGS = {"filters", "page", "page_size", "keys"}
 SCALARS = (str, int, float, bool, type(None))
+MAX_DIRECT_FILTERS = 6
 
 
 class DirectList:
@@ -36,6 +38,7 @@ class DirectList:
     def __init__(self, view):
         self.view, self.usable = view, None   # known at the first request (FAB makes the
         #                                       view's schemas after its constructor)
+        self.statements: dict = {}
 
     def _prepare(self) -> bool:
         view = self.view
@@ -43,6 +46,7 @@ class DirectList:
             return False
         model = view.datamodel.obj
         self.model, self.table = model, model.__table__
+        self.shop_column = shop_column_of(model)
         self.pk = self.table.c[view.datamodel.get_pk_name()]
         self.fields = [(field.data_key or name, field.attribute or name, field)
                        for name, field in view.list_model_schema.dump_fields.items()]
@@ -70,36 +74,46 @@ class DirectList:
             self.usable = self._prepare()
         if not self.usable or not set(args) <= DIRECT_ARGS:
             return None
-        conditions = self._filter_conditions(args.get("filters", []))
-        if conditions is None:
+        values = self._filter_values(args.get("filters", []))
+        if values is None:
             return None
         page, page_size = self.view._handle_page_args(args)  # page is 0 on a cursor page
         if page:
             return None
+        scope = shop_scope_of(self.model)
+        if scope is NO_SHOP:
+            return None
         cursor = request.args.get("cursor")
-        count_key = (self.view.resource_name, tuple(
-            (f["col"], f["value"]) for f in args.get("filters", [])), _scope_key())
-        scope = scope_condition(self.model)
-        if scope is not None:
-            conditions.append(scope)
-        rows = db.session.execute(self._page(conditions, cursor, page_size)).all()
+        params = {f"f{n}": value for n, (_, value) in enumerate(values)}
+        if scope is not ALL_SHOPS:
+            params["shop"] = scope
+        page_of, count_of = self._statements(tuple(column for column, _ in values),
+                                             scope is not ALL_SHOPS, bool(cursor))
+        if cursor:
+            from views.base import decode_cursor
+
+            params["cursor"] = decode_cursor(cursor)
+        rows = db.session.execute(page_of, {**params, "limit": page_size}).all()
         response = {}
         self.view.set_response_key_mappings(response, self.view.get_list, args,
                                             **{API_SELECT_COLUMNS_RIS_KEY: []})
         response["result"] = [self._dumped(row) for row in rows]
         response["ids"] = [getattr(row, self.pk.key) for row in rows]
+        count_key = (self.view.resource_name, tuple(values),
+                     "all" if scope is ALL_SHOPS else scope)
         response["count"] = LIST_COUNTS.get(count_key, lambda: db.session.execute(
-            select(func.count()).select_from(self.table).where(*conditions)).scalar_one())
+            count_of, {key: value for key, value in params.items() if key != "cursor"}
+        ).scalar_one())
         self.view.pre_get_list(response)
         return self.view.response(200, **response)
 
-    def _filter_conditions(self, filters) -> list | None:
-        """`column = value` per filter, converted as FilterEqual converts it; None when a
-        filter is anything else."""
-        if not isinstance(filters, list):
+    def _filter_values(self, filters) -> list | None:
+        """(column, value) per filter, the value converted as FilterEqual converts it; None
+        when a filter is anything else."""
+        if not isinstance(filters, list) or len(filters) > MAX_DIRECT_FILTERS:
             return None
         offered = self.view._filters.get_search_filters()
-        conditions = []
+        values = []
         for item in filters:
             if not isinstance(item, dict) or set(item) != {"col", "opr", "value"} or \
                     item["opr"] != "eq" or not isinstance(item["value"], SCALARS):
@@ -108,26 +122,29 @@ class DirectList:
             equal = [f for f in offered.get(column, []) if f.arg_name == "eq"]
             if column not in self.table.c or len(equal) != 1 or type(equal[0]) is not FilterEqual:
                 return None
-            value = set_value_to_type(self.view.datamodel, column, item["value"])
-            conditions.append(self.table.c[column] == value)
-        return conditions
+            values.append((column, set_value_to_type(self.view.datamodel, column, item["value"])))
+        return values
 
-    def _page(self, conditions: list, cursor, page_size: int):
-        from views.base import decode_cursor
-
-        where = list(conditions)
-        if cursor:
-            where.append(self.pk < decode_cursor(cursor))
-        return select(*self.columns).where(*where).order_by(self.pk.desc()).limit(page_size)
+    def _statements(self, columns: tuple, scoped: bool, cursor: bool) -> tuple:
+        """The page SELECT and the COUNT for these filter columns, built once (SQLAlchemy
+        then finds their SQL in its cache without rebuilding the statement)."""
+        key = (columns, scoped, cursor)
+        made = self.statements.get(key)
+        if made is None:
+            where = [self.table.c[column] == bindparam(f"f{n}") for n, column in enumerate(columns)]
+            if scoped:
+                where.append(self.table.c[self.shop_column] == bindparam("shop"))
+            page_where = where + [self.pk < bindparam("cursor")] if cursor else where
+            made = self.statements[key] = (
+                select(*self.columns).where(*page_where).order_by(self.pk.desc())
+                .limit(bindparam("limit")),
+                select(func.count()).select_from(self.table).where(*where))
+        return made
 
     def _dumped(self, row) -> dict:
-        return {key: field._serialize(getattr(row, attribute), attribute, row)
-                for key, attribute, field in self.fields}
-
-
-def _scope_key():
-    scope = shop_scope()
-    return "all" if scope is ALL_SHOPS else "none" if scope is NO_SHOP else scope
+        """The row as the list schema dumps it (the columns are in the fields' order)."""
+        return {key: field._serialize(row[n], attribute, row)
+                for n, (key, attribute, field) in enumerate(self.fields)}
 
 
 class ListCounts:
