@@ -23,13 +23,10 @@ median of the per-run ratios. The client's own capacity is measured against a st
 
 Then, in-process (Flask test client, same database): the SQL statements of one request with
 their EXPLAIN ANALYZE plans (custom and generic, since psycopg prepares a statement on its 5th
-execution), and a cProfile of the list request split into JWT, permission checks, filters, SQL,
-COUNT, marshmallow and the JSON answer.
-
-What-if (skipped with --no-whatif): proposed changes to the list path, applied by patching a
-running app (`apply_whatif()`, bench only), measured over HTTP on three more gunicorns
-(`BENCH_WHATIF`) in the same runs against the same ceiling, and cumulatively in-process. Each
-changed server must answer the same rows as the stock one before anything is timed.
+execution), and a cProfile of the list request split into JWT (with the user kept per process),
+permission checks, rison, the direct list of `views/listing.py` (its statements, the response
+keys, the rows' dump, the count), the SQL, the JSON answer, the session teardown and the pool
+checkout.
 """
 import argparse
 import json
@@ -333,7 +330,7 @@ class Bench:
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="houtai-bench-orders-")
         self.password = secrets.token_urlsafe(12)
-        self.servers: dict[str, tuple] = {}
+        self.server: tuple | None = None  # (gunicorn process, port)
         self.clients = None
         self.static = None
         self.timings: dict[str, float] = {}
@@ -578,10 +575,9 @@ class Bench:
             }
         return facts
 
-    # -- the servers --------------------------------------------------------------------
-    def start_server(self, name: str = "main", whatif: str = ""):
-        """gunicorn on a free port; `whatif` (BENCH_WHATIF) applies the proposed changes of
-        `apply_whatif()` in that server only."""
+    # -- the server ---------------------------------------------------------------------
+    def start_server(self):
+        """gunicorn on a free port, serving `bench/wsgi.py`."""
         import http.client
 
         with socket.socket() as probe:
@@ -589,14 +585,12 @@ class Bench:
             port = probe.getsockname()[1]
         env = {k: v for k, v in os.environ.items()
                if k not in ("REDIS_URL", "HOUTAI_EXTENSIONS", "RATELIMIT_ENABLED",
-                            "LOGIN_RATE_LIMIT", "BENCH_WHATIF")}
+                            "LOGIN_RATE_LIMIT")}
         env.update(DATABASE_URL=self.database_url, SECRET_KEY=SECRET_KEY,
                    HOUTAI_ENV="production", JWT_ACCESS_TOKEN_SECONDS=str(4 * 3600),
-                   BENCH_INSTANCE_PATH=os.path.join(self.tmp, f"instance-{name}"),
+                   BENCH_INSTANCE_PATH=os.path.join(self.tmp, "instance-server"),
                    PYTHONPATH=str(PROJECT_ROOT))
-        if whatif:
-            env["BENCH_WHATIF"] = whatif
-        log_path = os.path.join(self.tmp, f"gunicorn-{name}.log")
+        log_path = os.path.join(self.tmp, "gunicorn.log")
         with open(log_path, "w") as log:
             process = subprocess.Popen(
                 [str(VENV_BIN / "gunicorn"), "--no-control-socket", "-w", str(self.args.workers),
@@ -604,11 +598,11 @@ class Bench:
                 cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         process.log_path = log_path
-        self.servers[name] = (process, port)
+        self.server = (process, port)
         deadline = time.time() + 90
         while time.time() < deadline:
             if process.poll() is not None:
-                raise BenchError(f"gunicorn {name} exited:\n{self._server_tail(name)}")
+                raise BenchError(f"gunicorn exited:\n{self._server_tail()}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", "/health")
@@ -619,23 +613,22 @@ class Bench:
                 pass
             time.sleep(0.2)
         else:
-            raise BenchError(f"gunicorn {name} not ready in 90 s:\n{self._server_tail(name)}")
+            raise BenchError(f"gunicorn not ready in 90 s:\n{self._server_tail()}")
         # every worker answers (and has imported the app) before anything is timed
         for _ in range(4 * self.args.workers):
-            self.http("GET", "/health", server=name)
+            self.http("GET", "/health")
 
-    def _server_tail(self, name: str = "main") -> str:
+    def _server_tail(self) -> str:
         try:
-            with open(self.servers[name][0].log_path) as log:
+            with open(self.server[0].log_path) as log:
                 return "".join(log.readlines()[-40:])
-        except (OSError, KeyError):
+        except (OSError, TypeError):
             return "(no log)"
 
-    def http(self, method: str, path: str, body: dict | None = None, token: str | None = None,
-             server: str = "main"):
+    def http(self, method: str, path: str, body: dict | None = None, token: str | None = None):
         import http.client
 
-        conn = http.client.HTTPConnection("127.0.0.1", self.servers[server][1], timeout=120)
+        conn = http.client.HTTPConnection("127.0.0.1", self.server[1], timeout=120)
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -653,8 +646,7 @@ class Bench:
         return response.status, payload, elapsed
 
     def login(self):
-        """One login per user for the whole benchmark (the login is rate-limited); both
-        servers share SECRET_KEY, so the tokens are good on either."""
+        """One login per user for the whole benchmark (the login is rate-limited)."""
         self.tokens = {}
         for user in (ADMIN, MERCHANT):
             status, payload, _ = self.http("POST", "/api/v1/security/login", {
@@ -663,25 +655,26 @@ class Bench:
                 raise BenchError(f"login of {user}: {status} {payload}")
             self.tokens[user] = payload["access_token"]
 
-    def stop_servers(self):
-        for process, _ in self.servers.values():
-            if process.poll() is None:
+    def stop_server(self):
+        if self.server is None:
+            return
+        process = self.server[0]
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=15)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    try:
-                        os.killpg(process.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     # -- scenarios ----------------------------------------------------------------------
     @staticmethod
     def list_url(shop: int, status: str, page: int | None = None, cursor: str | None = None,
-                 page_size: int = PAGE_SIZE, keys_none: bool = False) -> str:
+                 page_size: int = PAGE_SIZE) -> str:
         q = (f"(filters:!((col:shop_id,opr:eq,value:{shop}),(col:status,opr:eq,value:{status})),"
-             f"page_size:{page_size}" + (f",page:{page}" if page is not None else "")
-             + (",keys:!(none)" if keys_none else "") + ")")
+             f"page_size:{page_size}" + (f",page:{page}" if page is not None else "") + ")")
         url = f"/api/v1/order/?q={quote(q, safe='')}"
         if cursor:
             url += f"&cursor={cursor}"
@@ -761,24 +754,6 @@ class Bench:
                                     f"(OFFSET {(depth - 1) * PAGE_SIZE:,})",
                             "as": "Admin", "headers": admin,
                             "paths": [self.list_url(BIG_SHOP, DEPTH_STATUS, page=depth - 1)]})
-        if self.args.whatif:
-            deepest = max(self.cursors)
-            changed = [
-                ("list_admin_big", [big], admin),
-                ("list_admin_small", [small], admin),
-                ("list_merchant_big", [big], merchant),
-                (f"keyset_{deepest}",
-                 [self.list_url(BIG_SHOP, DEPTH_STATUS, cursor=self.cursors[deepest])], admin),
-            ]
-            by_key = {s["key"]: s for s in out}
-            for server in WHATIF_SERVERS:
-                for base, paths, headers in changed:
-                    out.append(dict(by_key[base], key=f"{server}:{base}", base=base,
-                                    server=server, paths=paths, headers=headers))
-                out.append({"key": f"{server}:list_admin_big_keys_none", "base": "list_admin_big",
-                            "what": f"list page 1, big shop, {LIST_STATUS}, keys:!(none)",
-                            "as": "Admin", "headers": admin, "server": server,
-                            "paths": [self.list_url(BIG_SHOP, LIST_STATUS, keys_none=True)]})
         return out
 
     def check_scenarios(self, scenarios):
@@ -787,8 +762,7 @@ class Bench:
             if scenario["key"] == "static":
                 continue
             token = scenario["headers"].get("Authorization", "").removeprefix("Bearer ") or None
-            status, payload, _ = self.http("GET", scenario["paths"][0], token=token,
-                                           server=scenario.get("server", "main"))
+            status, payload, _ = self.http("GET", scenario["paths"][0], token=token)
             if status != 200:
                 raise BenchError(f"{scenario['key']}: {status} {payload}")
             if scenario["key"] == "pk":
@@ -797,22 +771,16 @@ class Bench:
             if len(rows) != PAGE_SIZE:
                 raise BenchError(f"{scenario['key']}: {len(rows)} rows")
             shop = SMALL_SHOP if "small" in scenario["key"] else BIG_SHOP
-            if scenario.get("server") in WHATIF_SERVERS:
-                base = next(s for s in scenarios if s["key"] == scenario["base"])
-                _, same, _ = self.http("GET", base["paths"][0], token=token)
-                if same["ids"] != payload["ids"] or same["result"] != payload["result"]:
-                    raise BenchError(f"{scenario['key']}: rows differ from the stock server")
             if any(r["shop_id"] != shop for r in rows) or payload["ids"] != sorted(
                     payload["ids"], reverse=True):
                 raise BenchError(f"{scenario['key']}: wrong rows or order")
             scenario["count"] = payload["count"]
 
     def measure(self, scenario, warmup: float, duration: float) -> dict:
-        server = scenario.get("server", "main")
-        if server == "static":
+        if scenario.get("server") == "static":
             port, server_pids = self.static_port, []
         else:
-            process, port = self.servers[server]
+            process, port = self.server
             server_pids = _children(process.pid)
         backends = self._backends()
         other_before = other_benchmark_activity()
@@ -875,7 +843,7 @@ class Bench:
         if self.static is not None and self.static.is_alive():
             self.static.terminate()
             self.static.join(timeout=5)
-        self.stop_servers()
+        self.stop_server()
         if self.ctx is not None:
             try:
                 self.ctx.pop()
@@ -967,76 +935,6 @@ class Bench:
                                                      self.args.profile_requests)
         return out
 
-    def whatif_inprocess(self, scenarios) -> dict:
-        """The proposed changes applied cumulatively to the in-process app, the variants
-        interleaved round by round (the machine is shared): median ms per request (Flask test
-        client) and SQL statements per request."""
-        from sqlalchemy import event
-
-        from app.extensions import db
-
-        client = self.app.test_client()
-        with self.app.app_context():
-            engine = db.engine
-        by_key = {s["key"]: s for s in scenarios}
-        deepest = max(self.cursors)
-        cases = [("pk", by_key["pk"]), ("list_admin_big", by_key["list_admin_big"]),
-                 ("list_merchant_big", by_key["list_merchant_big"]),
-                 (f"keyset_{deepest}", by_key[f"keyset_{deepest}"]),
-                 ("list_admin_big keys:!(none)", dict(by_key["list_admin_big"], paths=[
-                     self.list_url(BIG_SHOP, LIST_STATUS, keys_none=True)]))]
-        names = list(WHATIF_LAYERS)
-        steps = [[]] + [names[:i + 1] for i in range(len(names))]
-        rounds, reps = (2, 10) if self.args.quick else (5, 30)
-        times = {(i, key): [] for i in range(len(steps)) for key, _ in cases}
-        statements = {}
-        counter = [0]
-
-        def count(*_):
-            counter[0] += 1
-
-        for round_ in range(rounds):
-            for i, layers in enumerate(steps):
-                undo = []
-                apply_whatif(self.app, layers, undo)
-                try:
-                    for key, scenario in cases:
-                        path, headers = scenario["paths"][0], scenario["headers"]
-                        for _ in range(3):
-                            assert client.get(path, headers=headers).status_code == 200
-                        if round_ == 0:
-                            counter[0] = 0
-                            event.listen(engine, "before_cursor_execute", count)
-                            try:
-                                client.get(path, headers=headers)
-                            finally:
-                                event.remove(engine, "before_cursor_execute", count)
-                            statements[(i, key)] = counter[0]
-                        t0 = time.perf_counter()
-                        for _ in range(reps):
-                            client.get(path, headers=headers)
-                        times[(i, key)].append((time.perf_counter() - t0) / reps)
-                finally:
-                    undo_whatif(undo)
-        rows = []
-        for i, layers in enumerate(steps):
-            row = {"layers": "+".join(layers) or "stock"}
-            for key, _ in cases:
-                row[key] = {"ms": median(times[(i, key)]) * 1000,
-                            "statements": statements[(i, key)]}
-            rows.append(row)
-        profiles = {}
-        for name, layers in WHATIF_SERVERS.items():
-            undo = []
-            apply_whatif(self.app, layers, undo)
-            try:
-                profiles[name] = self._profile(client, by_key["list_admin_big"],
-                                               self.args.profile_requests)
-            finally:
-                undo_whatif(undo)
-        return {"rows": rows, "cases": [k for k, _ in cases], "profiles_after": profiles,
-                "rounds": rounds, "reps": reps}
-
     def _plans(self, requests: dict) -> list[dict]:
         """EXPLAIN (ANALYZE, BUFFERS) of every distinct statement on the order table: the
         custom plan (parameter values known) and the generic one psycopg's prepared statement
@@ -1084,11 +982,11 @@ class Bench:
             ("Flask dispatch (full_dispatch_request)", "flask/app.py", "full_dispatch_request"),
             ("JWT: verify_jwt_in_request (decode + user lookup)",
              "flask_jwt_extended/view_decorators.py", "verify_jwt_in_request"),
-            ("  user lookup: load_user_jwt", "flask_appbuilder/security/manager.py",
+            ("  user lookup: load_user_jwt (the user kept per process)", "app/security.py",
              "load_user_jwt"),
             ("permission checks: has_access", "flask_appbuilder/security/manager.py",
              "has_access"),
-            ("  is_item_public (public role)", "flask_appbuilder/security/manager.py",
+            ("  is_item_public (public role, answer kept per process)", "app/security.py",
              "is_item_public"),
             ("rison parse (prison.loads)", "prison/decoder.py", "loads"),
             ("rison JSON Schema check (jsonschema.validate)", "jsonschema/validators.py",
@@ -1097,18 +995,18 @@ class Bench:
              "check_schema"),
             ("rison JSON Schema check (views/base.py, schema checked once)", "views/base.py",
              "validate"),
-            ("response keys (labels, columns, title)", "flask_appbuilder/api/__init__.py",
+            ("direct list (views/listing.py: DirectList.answer)", "views/listing.py", "answer"),
+            ("  its statements (_statements, built once per filter shape)", "views/listing.py",
+             "_statements"),
+            ("  response keys (views/base.py, made once per locale)", "views/base.py",
              "set_response_key_mappings"),
-            ("filters (_handle_filters_args)", "views/base.py", "_handle_filters_args"),
-            ("datamodel.query (COUNT + page SELECT)",
-             "flask_appbuilder/models/sqla/interface.py", "query"),
-            ("  COUNT(*) (query_count)", "flask_appbuilder/models/sqla/interface.py",
-             "query_count"),
-            ("  Session.get (PK endpoint: the order; list: the JWT user)",
+            ("  rows dumped by the list schema's fields (_dumped)", "views/listing.py",
+             "_dumped"),
+            ("  count (ListCounts.get: COUNT, or the count kept for a big list)",
+             "views/listing.py", "get"),
+            ("Session.get (PK endpoint: the order; list: the JWT user when not kept)",
              "sqlalchemy/orm/session.py", "get"),
-            ("lean list path (what-if 'lean')", "bench/order_list.py", "lean"),
             ("SQL on the wire (psycopg Cursor.execute)", "psycopg/cursor.py", "execute"),
-            ("marshmallow dump", "marshmallow/schema.py", "dump"),
             ("JSON answer (BaseApi.response)", "flask_appbuilder/api/__init__.py", "response"),
             ("  jsonify", "flask/json/__init__.py", "jsonify"),
             ("after-request hooks (in-process jobs)", "app/queue.py", "run_inprocess_jobs"),
@@ -1188,248 +1086,6 @@ def _jsonable(params):
 
 
 # ------------------------------------------------------------------------------------------
-# What-if: the proposed changes, applied to a running app without touching its code
-# ------------------------------------------------------------------------------------------
-WHATIF_LAYERS = {
-    "schema": "rison arguments checked by a JSON Schema validator built once per schema "
-              "(FAB's @rison calls jsonschema.validate(), which re-checks the schema itself on "
-              "every request)",
-    "auth": "permission checks without queries on the hot path: the public role's permissions "
-            "and (role ids, permission, view) answers cached per process; the JWT user loaded "
-            "with its roles and groups in one query",
-    "count": "no COUNT on cursor pages (count: null), a capped COUNT (≤ 10,001 rows) on page 1",
-    "columns": "the list loads whole rows instead of one load_only() option per list column "
-               "(FAB adds 14 query options per query, twice per request)",
-    "lean": "a lean list path for keyset resources: `eq` filters on plain columns, the shop "
-            "scope and the cursor go straight into one Core SELECT of the list columns (and the "
-            "capped COUNT on page 1), dumped by the same list schema; anything else (other "
-            "operators, order_column, select_columns, page=N) takes the stock path",
-    "hot": "per-process caches on the hot path: the JWT user (with roles, groups, shop) for "
-           "30 s instead of one query per request; the response's metadata keys (labels, "
-           "columns, title) per locale; list rows formatted by the schema's own fields "
-           "without marshmallow's per-object machinery",
-}
-USER_TTL_S = 30
-COUNT_CAP = 10_000
-# the changed servers of the HTTP runs: name -> layers
-WHATIF_SERVERS = {"fixes": ["schema", "auth", "count", "columns"],
-                  "lean": ["schema", "auth", "count", "columns", "lean"],
-                  "hot": ["schema", "auth", "count", "columns", "lean", "hot"]}
-
-
-def _patch(undo, obj, name, value) -> None:
-    if undo is not None:
-        own = vars(obj)
-        undo.append((obj, name, name in own, own.get(name)))
-    setattr(obj, name, value)
-
-
-def undo_whatif(undo: list) -> None:
-    while undo:
-        obj, name, had, value = undo.pop()
-        if had:
-            setattr(obj, name, value)
-        else:
-            delattr(obj, name)
-
-
-def apply_whatif(app, layers, undo: list | None = None) -> list[str]:
-    """Patch `app` (and FAB's module state in this process) with the proposed changes in
-    `layers` (names of WHATIF_LAYERS); `undo_whatif(undo)` takes them back. Bench-only: the
-    application code is not changed."""
-    applied = []
-    layers = [layer for layer in layers if layer]
-    if "schema" in layers:
-        import types
-
-        import flask_appbuilder.api as fab_api
-        import jsonschema
-
-        validators = {}
-
-        def validate(instance, schema, *args, **kwargs):
-            entry = validators.get(id(schema))
-            if entry is None:
-                cls = jsonschema.validators.validator_for(schema)
-                cls.check_schema(schema)
-                entry = validators[id(schema)] = (schema, cls(schema))
-            entry[1].validate(instance)
-
-        _patch(undo, fab_api, "jsonschema", types.SimpleNamespace(
-            validate=validate, ValidationError=jsonschema.ValidationError))
-        applied.append("schema")
-    if "auth" in layers:
-        from sqlalchemy.orm import joinedload
-
-        sm = app.appbuilder.sm
-        public, answers = {}, {}
-        exist_permission_on_roles = sm.exist_permission_on_roles
-
-        def is_item_public(permission_name, view_name):
-            if "set" not in public:
-                public["set"] = {(p.permission.name, p.view_menu.name)
-                                 for p in sm.get_public_permissions()}
-            return (permission_name, view_name) in public["set"]
-
-        def cached_exist(view_name, permission_name, role_ids):
-            key = (view_name, permission_name, tuple(sorted(role_ids)))
-            if key not in answers:
-                answers[key] = exist_permission_on_roles(view_name, permission_name, role_ids)
-            return answers[key]
-
-        def get_user_by_id(pk):
-            user = sm.user_model
-            return (sm.session.query(user)
-                    .options(joinedload(user.roles), joinedload(user.groups))
-                    .filter(user.id == pk).one_or_none())
-
-        _patch(undo, sm, "is_item_public", is_item_public)
-        _patch(undo, sm, "exist_permission_on_roles", cached_exist)
-        _patch(undo, sm, "get_user_by_id", get_user_by_id)
-        applied.append("auth")
-    if "count" in layers:
-        from flask import request
-
-        for view in app.appbuilder.baseviews:
-            if not getattr(view, "keyset_pagination", False):
-                continue
-            datamodel = view.datamodel
-
-            def capped_count(query, filters=None, select_columns=None, _dm=datamodel):
-                if request.args.get("cursor"):
-                    return None
-                inner = _dm._apply_inner_all(query, filters, select_columns=select_columns,
-                                             aliases_mapping={})
-                return inner.limit(COUNT_CAP + 1).count()
-
-            _patch(undo, datamodel, "query_count", capped_count)
-        applied.append("count")
-    if "columns" in layers:
-        for view in app.appbuilder.baseviews:
-            if getattr(view, "keyset_pagination", False):
-                # (an explicit select_columns argument then finds nothing to select)
-                _patch(undo, view, "list_select_columns", [])
-        applied.append("columns")
-    if "lean" in layers:
-        for view in app.appbuilder.baseviews:
-            if getattr(view, "keyset_pagination", False):
-                _install_lean_list(view, undo)
-        applied.append("lean")
-    if "hot" in layers:
-        _install_hot_caches(app, undo)
-        applied.append("hot")
-    return applied
-
-
-def _install_hot_caches(app, undo=None) -> None:
-    """What-if "hot" (see WHATIF_LAYERS)."""
-    sm = app.appbuilder.sm
-    users = {}
-    load = sm.get_user_by_id  # as patched by "auth", when it is applied
-
-    def cached_user(pk):
-        now = time.monotonic()
-        hit = users.get(pk)
-        if hit is not None and hit[0] > now:
-            return hit[1]  # detached, everything the request reads already loaded
-        user = load(pk)
-        if user is not None:
-            for role in list(user.roles) + [r for group in user.groups for r in group.roles]:
-                role.name  # noqa: B018  (loaded before the session closes)
-        users[pk] = (now + USER_TTL_S, user)
-        return user
-
-    _patch(undo, sm, "get_user_by_id", cached_user)
-    for view in app.appbuilder.baseviews:
-        if not getattr(view, "keyset_pagination", False):
-            continue
-        stock_keys = view.set_response_key_mappings
-        answers = {}
-
-        def cached_keys(response, func, rison_args, _stock=stock_keys, _answers=answers,
-                        **kwargs):
-            from flask_babel import get_locale
-
-            key = (func.__name__, str(get_locale()), tuple(rison_args.get("keys") or ()),
-                   repr(sorted(kwargs.items())))
-            if key not in _answers:
-                part = {}
-                _stock(part, func, rison_args, **kwargs)
-                _answers[key] = part
-            response.update(_answers[key])
-
-        _patch(undo, view, "set_response_key_mappings", cached_keys)
-        schema = view.list_model_schema
-        fields = [(field.data_key or name, field.attribute or name, field)
-                  for name, field in schema.dump_fields.items()]
-
-        def dump(rows, many=True, _fields=fields):
-            return [{key: field._serialize(getattr(row, attribute, None), attribute, row)
-                     for key, attribute, field in _fields} for row in rows]
-
-        _patch(undo, schema, "dump", dump)
-
-
-def _install_lean_list(view, undo=None) -> None:
-    """What-if "lean": the keyset list without FAB's generic query machinery (see
-    WHATIF_LAYERS); answers exactly what the stock path answers (checked before timing)."""
-    from flask import current_app, g, request
-    from flask_appbuilder.const import API_SELECT_COLUMNS_RIS_KEY
-    from sqlalchemy import false, func, literal, select
-
-    from app.extensions import db
-    from models.base import shop_column_of
-    from services.actor import ALL_SHOPS, NO_SHOP, shop_scope
-    from views.base import decode_cursor
-
-    model = view.datamodel.obj
-    table = model.__table__
-    if any(name not in table.c for name in view.list_columns):
-        return
-    columns = [table.c[name] for name in view.list_columns]
-    pk = table.c[view.datamodel.get_pk_name()]
-    shop_column = shop_column_of(model)
-    searchable = {name for name in view.search_columns if name in table.c}
-    stock = view.get_list_headless
-
-    def lean(**kwargs):
-        args = kwargs.get("rison", {})
-        filters = args.get("filters", [])
-        page_size = args.get("page_size", view.page_size)
-        if (set(args) - {"filters", "page_size", "keys"} or not isinstance(filters, list)
-                or not isinstance(page_size, int) or page_size < 1
-                or any(not isinstance(f, dict) or f.get("opr") != "eq"
-                       or f.get("col") not in searchable or "value" not in f for f in filters)):
-            return stock(**kwargs)
-        page_size = min(page_size, current_app.config.get("FAB_API_MAX_PAGE_SIZE", 100))
-        where = [table.c[f["col"]] == f["value"] for f in filters]
-        scope = shop_scope()
-        if shop_column is not None and scope is NO_SHOP:
-            where.append(false())
-        elif shop_column is not None and scope is not ALL_SHOPS:
-            where.append(table.c[shop_column] == scope)
-        cursor = request.args.get("cursor")
-        if cursor:
-            where.append(pk < decode_cursor(cursor))
-        rows = db.session.execute(select(*columns).where(*where).order_by(pk.desc())
-                                  .limit(page_size)).all()
-        response = {}
-        view.set_response_key_mappings(response, view.get_list, args,
-                                       **{API_SELECT_COLUMNS_RIS_KEY: []})
-        response["result"] = view.list_model_schema.dump(rows, many=True)
-        response["ids"] = [getattr(row, pk.key) for row in rows]
-        response["count"] = None if cursor else db.session.execute(
-            select(func.count()).select_from(
-                select(literal(1)).select_from(table).where(*where).limit(COUNT_CAP + 1)
-                .subquery())).scalar_one()
-        g.houtai_page_size = page_size
-        view.pre_get_list(response)
-        return view.response(200, **response)
-
-    _patch(undo, view, "get_list_headless", lambda **kwargs: view._read(lean, **kwargs))
-
-
-# ------------------------------------------------------------------------------------------
 # Summaries and tables
 # ------------------------------------------------------------------------------------------
 def summarise(results: list[dict], scenarios: list[dict]) -> list[dict]:
@@ -1443,7 +1099,6 @@ def summarise(results: list[dict], scenarios: list[dict]) -> list[dict]:
         rps_ratios = [r["rps"] / pk[r["run"]]["rps"] for r in runs if r["run"] in pk]
         rows.append({
             "key": scenario["key"], "what": scenario["what"], "as": scenario["as"],
-            "base": scenario.get("base"),
             "runs": len(runs), "count": scenario.get("count"),
             "p50_ms": median([r["p50_ms"] for r in runs]),
             "p95_ms": median([r["p95_ms"] for r in runs]),
@@ -1468,8 +1123,6 @@ def summarise(results: list[dict], scenarios: list[dict]) -> list[dict]:
 def render(rows: list[dict]) -> str:
     table = []
     for row in rows:
-        if row.get("base"):
-            continue
         ceiling = row["key"] in ("static", "pk")
         table.append([
             row["what"], row["as"],
@@ -1489,47 +1142,6 @@ def render(rows: list[dict]) -> str:
         ["scenario", "as", "count in answer", "p50 ms", "p95 ms", "p95 min–max", "p99 ms",
          "req/s", "req/s min–max", "p95 ÷ PK p95", "req/s ÷ PK req/s",
          "CPU ms/req: gunicorn / PostgreSQL / client", "machine CPU busy %"], table)
-
-
-def render_whatif_http(rows: list[dict]) -> str:
-    by_key = {row["key"]: row for row in rows}
-    table = []
-    for row in rows:
-        if row.get("base") is None or not row["key"].startswith(f"{next(iter(WHATIF_SERVERS))}:"):
-            continue
-        suffix = row["key"].split(":", 1)[1]
-        stock = by_key.get(row["base"]) if not suffix.endswith("keys_none") else None
-        cells = [row["what"], row["as"]]
-        for variant in [stock] + [by_key.get(f"{name}:{suffix}") for name in WHATIF_SERVERS]:
-            if variant is None:
-                cells.append("(as stock)" if variant is stock else "?")
-                continue
-            cells.append(f"{variant['p95_ms']:.1f} ms, **{variant['p95_ratio']:.2f}**, "
-                         f"{variant['rps']:.0f}/s, {variant['server_cpu_ms_per_req']:.1f}")
-        table.append(cells)
-    return markdown_table(["scenario", "as", "stock: p95, p95 ÷ PK, req/s, gunicorn CPU ms/req"]
-                          + [_server_label(name) for name in WHATIF_SERVERS],
-                          table)
-
-
-def _server_label(name: str) -> str:
-    names = list(WHATIF_SERVERS)
-    index = names.index(name)
-    if index == 0:
-        return f"{name} ({'+'.join(WHATIF_SERVERS[name])})"
-    added = [layer for layer in WHATIF_SERVERS[name] if layer not in WHATIF_SERVERS[names[index - 1]]]
-    return f"{name} ({names[index - 1]} + {'+'.join(added)})"
-
-
-def render_whatif_inprocess(whatif: dict) -> str:
-    cases = whatif["cases"]
-    table = []
-    for row in whatif["rows"]:
-        pk = row["pk"]["ms"]
-        table.append([row["layers"]] + [f"{row[c]['ms']:.2f} / {row[c]['statements']}"
-                                        for c in cases]
-                     + [f"{row['list_admin_big']['ms'] / pk:.1f}"])
-    return markdown_table(["changes applied"] + cases + ["list_admin_big ÷ pk"], table)
 
 
 def render_depth(rows: list[dict]) -> str:
@@ -1660,8 +1272,6 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 1 run of 2 s per scenario (100,000 orders unless "
                              "--orders is given)")
-    parser.add_argument("--no-whatif", dest="whatif", action="store_false",
-                        help="skip the second server with the proposed changes applied")
     parser.add_argument("--keep-db", action="store_true", help=f"leave {DB_NAME} in place")
     parser.add_argument("--reuse-db", action="store_true",
                         help=f"use {DB_NAME} as it is when it holds the same data")
@@ -1692,9 +1302,6 @@ def main(argv=None) -> int:
         pages = facts["big_depth_status_rows"] // PAGE_SIZE
         bench.depths = sorted({1} | {int(d) for d in args.depths.split(",") if 1 <= int(d) <= pages})
         bench.start_server()
-        if args.whatif:
-            for name, layers in WHATIF_SERVERS.items():
-                bench.start_server(name, ",".join(layers))
         bench.login()
         t0 = time.perf_counter()
         walk = bench.walk()
@@ -1720,8 +1327,6 @@ def main(argv=None) -> int:
         bench.timings["http_runs_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         analysis = bench.analyse(scenarios)
-        if args.whatif:
-            analysis["whatif"] = bench.whatif_inprocess(scenarios)
         bench.timings["analysis_s"] = time.perf_counter() - t0
     finally:
         bench.teardown()
@@ -1749,19 +1354,6 @@ def main(argv=None) -> int:
               f"{profile['wall_ms_profiled']:.2f} ms/request under cProfile, "
               f"{analysis['requests'][key]['wall_ms']:.2f} ms without):")
         print(render_profile(profile))
-    if args.whatif:
-        print("\nProposed changes, measured over HTTP on three more gunicorns (BENCH_WHATIF) in "
-              "the same runs; ratio to the same PK ceiling:")
-        print(render_whatif_http(rows))
-        print("\nThe same changes in-process, cumulatively (test client; median ms per request "
-              "over interleaved rounds / SQL statements per request):")
-        print(render_whatif_inprocess(analysis["whatif"]))
-        for name, after in analysis["whatif"]["profiles_after"].items():
-            print(f"\nWhere the time goes with the changes of '{name}' (list_admin_big, "
-                  f"{after['wall_ms_profiled']:.2f} ms/request under cProfile):")
-            print(render_profile(after))
-        for name, text_ in WHATIF_LAYERS.items():
-            print(f"  {name}: {text_}")
     others = sorted({run for row in rows for run in row["other_bench_runs"]})
     print(f"\nbench.checkout active during runs: {others or 'none'}")
     print(f"load average (1 min) at start {info.get('load_1min')}, at end "

@@ -5,8 +5,6 @@ environment: DATABASE_URL, SECRET_KEY, HOUTAI_ENV, ...), plus the ceiling endpoi
     gunicorn --no-control-socket -w 2 -b 127.0.0.1:PORT bench.wsgi:app
 
 BENCH_INSTANCE_PATH (optional) puts the instance folder outside the project tree.
-BENCH_WHATIF (optional, comma-separated: schema,auth,count) applies the proposed changes of
-`bench.order_list.apply_whatif()` to this server only, to measure them before they are made.
 """
 import os
 
@@ -15,7 +13,3 @@ from bench.pk_endpoint import register
 
 app = create_app(instance_path=os.environ.get("BENCH_INSTANCE_PATH") or None)
 register(app)
-if os.environ.get("BENCH_WHATIF"):
-    from bench.order_list import apply_whatif
-
-    apply_whatif(app, os.environ["BENCH_WHATIF"].split(","))
