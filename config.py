@@ -17,7 +17,11 @@
 | HOUTAI_QUEUE | `houtai`: the RQ queue name |
 | HOUTAI_LOCALE | `zh`: the console's default language |
 | UNPAID_TIMEOUT_MINUTES | 30: `houtai tick` cancels trades unpaid for longer |
+| AFTER_SALE_DAYS | 15: days after delivery during which a buyer may request after-sales |
+| NO_REASON_RETURN_DAYS | 7: days after delivery for a return without reason (七天无理由) |
 | AUTO_CONFIRM_DAYS | 10: `houtai tick` completes orders delivered this long ago |
+| SANDBOX_GATEWAY_SECRET | `houtai-sandbox-development-secret` outside production; in production the sandbox payment channel is off until it is set |
+| SANDBOX_NOTIFY_TRANSPORT | `http`: the sandbox gateway posts its notifications to PUBLIC_BASE_URL; `wsgi`: through the app itself (tests, one process) |
 | PERMISSION_CACHE_SECONDS | 10: how long a process keeps a permission answer and a REST caller's user (0: ask every time) |
 | LIST_COUNT_SECONDS | 5: how long a process keeps the `count` of a REST list of LIST_COUNT_EXACT_BELOW rows or more (0: count every time) |
 | LIST_COUNT_EXACT_BELOW | 1000: smaller lists are counted on every request |
@@ -86,8 +90,15 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": max_upload_mb * 1024 * 1024 + 64 * 1024,
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD") or None,
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # Outside production an unset secret means the documented development secret; in
+        # production the sandbox channel then refuses to take payments.
+        "SANDBOX_GATEWAY_SECRET": env.get("SANDBOX_GATEWAY_SECRET") or (
+            None if production else "houtai-sandbox-development-secret"),
+        "SANDBOX_NOTIFY_TRANSPORT": env.get("SANDBOX_NOTIFY_TRANSPORT", "http"),
         "UNPAID_TIMEOUT_MINUTES": unpaid_timeout,
         "AUTO_CONFIRM_DAYS": int(env.get("AUTO_CONFIRM_DAYS", "10")),
+        "AFTER_SALE_DAYS": int(env.get("AFTER_SALE_DAYS", "15")),
+        "NO_REASON_RETURN_DAYS": int(env.get("NO_REASON_RETURN_DAYS", "7")),
         "PERMISSION_CACHE_SECONDS": max(0, int(env.get("PERMISSION_CACHE_SECONDS", "10"))),
         "LIST_COUNT_SECONDS": max(0, int(env.get("LIST_COUNT_SECONDS", "5"))),
         "LIST_COUNT_EXACT_BELOW": max(0, int(env.get("LIST_COUNT_EXACT_BELOW", "1000"))),

@@ -52,9 +52,11 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
         appbuilder.init_app(app, db.session)
         from views import register
         from views.health import health
+        from views.payment import sandbox_pages
 
         register(appbuilder)
     app.register_blueprint(health)
+    app.register_blueprint(sandbox_pages)
     errors.register(app)
     cli.register(app)
     _drain_inprocess_jobs_after_requests(app)

@@ -38,24 +38,29 @@ ROLES: dict[str, dict[str, object]] = {
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
     "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
-                 "inventory": READ, "member": READ},
+                 "inventory": READ, "member": READ, "payment": READ, "after_sale": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
-                        "product": READ, "member": READ_REVEAL, "order": READ},
+                        "product": READ, "member": READ_REVEAL, "order": READ,
+                        "payment": READ, "after_sale": WRITE},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
-    "Finance": {"finance": WRITE, "shop": READ},
+    "Finance": {"finance": WRITE, "payment": WRITE, "shop": READ, "trade": READ,
+                "after_sale": READ},
     "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
                    "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
-                 "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE},
+                 "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE,
+                 "after_sale": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
                    "member": WRITE, "checkout": WRITE, "order": (READ, {"can_confirm_receipt"}),
-                   "trade": WRITE},
+                   "trade": WRITE, "payment": READ,
+                   # the buyer asks, sends goods back, or withdraws; the shop decides
+                   "after_sale": (READ, {"can_post", "can_return_shipped", "can_close"})},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

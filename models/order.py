@@ -150,6 +150,8 @@ class OrderLine(ShopOwnedMixin, db.Model):
     payable = Column(Money, nullable=False)
     # physical | service | service_physical
     goods_kind = Column(String(20), nullable=False, default="physical")
+    # what after-sales requests have claimed of `payable` (open or refunded), never more
+    after_sale_amount = Column(Money, nullable=False, default=0, server_default="0")
     # own | consignment | dropship
     fulfilment = Column(String(16), nullable=False, default="own")
     order = relationship("Order", back_populates="lines")

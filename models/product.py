@@ -24,6 +24,10 @@ class Category(TimestampMixin, db.Model):
     sort_order = Column(Integer, nullable=False, default=0)
     enabled = Column(Boolean, nullable=False, default=True)
     path = Column(String(255), nullable=False, default="/", index=True)
+    # goods of this category (or a category below it) are not returnable without a reason
+    # (七天无理由退货 does not apply: fresh food, made to order, opened software, ...)
+    no_reason_return_exempt = Column(Boolean, nullable=False, default=False,
+                                     server_default="0")
     parent = relationship("Category", remote_side=[id], backref="children")
 
     def __repr__(self) -> str:

@@ -278,6 +278,16 @@ def _preferred(rows: list, quantity: int, province_code: str | None) -> list:
     return sorted(rows, key=rank)
 
 
+def take_back(sku_id: int, warehouse_id: int, quantity: int, reference: str) -> Stock:
+    """Returned goods come back on hand in the warehouse that sent them (ledger `return`)."""
+    sku = db.session.get(Sku, sku_id)
+    warehouse = db.session.get(Warehouse, warehouse_id)
+    stock = stock_row(sku, warehouse)
+    _change(stock, on_hand=quantity, reserved=0, condition=Stock.id == stock.id,
+            reason="return", reference=reference)
+    return stock
+
+
 def release(reservations: list[Reservation], reference: str) -> None:
     """Give reserved stock back (an order cancelled); in stock-id order."""
     for item in sorted(reservations, key=lambda r: r.stock_id):

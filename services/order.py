@@ -44,6 +44,9 @@ ORDER_FLOW = {
     # virtual orders: the service codes are the delivery
     "issue_codes": ({OrderStatus.paid}, OrderStatus.delivered),
     "complete": ({OrderStatus.delivered}, OrderStatus.completed),
+    # after-sales refunded everything the buyer paid
+    "close": ({OrderStatus.paid, OrderStatus.fulfilling, OrderStatus.shipped,
+               OrderStatus.delivered, OrderStatus.completed}, OrderStatus.closed),
 }
 
 
@@ -319,7 +322,7 @@ def _line_row(order: dict, p: dict) -> dict:
             "sales_values": dict(sku.sales_values), "unit_price": p["unit_price"],
             "quantity": p["quantity"], "amount": p["amount"], "discount": p["discount"],
             "payable": p["payable"], "goods_kind": GoodsKind(sku.goods_kind).value,
-            "fulfilment": Fulfilment(sku.fulfilment).value}
+            "fulfilment": Fulfilment(sku.fulfilment).value, "after_sale_amount": ZERO}
 
 
 def _presale_terms(lines: list[dict]) -> tuple[Decimal, object]:
@@ -407,9 +410,15 @@ def cancel_trade(trade_id: int, reason: str) -> Trade:
 
 
 def mark_paid(trade_id: int, reason: str) -> Trade:
-    """Staff record an offline payment (until the payment center exists)."""
+    """Staff record a payment taken outside the gateways (cash, bank transfer)."""
     reason = _required(reason)
-    trade = _move_trade(trade_for_update(trade_id), "pay", reason)
+    return pay_locked(trade_for_update(trade_id), reason)
+
+
+def pay_locked(trade: Trade, note: str) -> Trade:
+    """The trade (locked by the caller, `trade_for_update`) is paid: its orders move on to
+    fulfilment. A trade that is not awaiting payment answers 409."""
+    trade = _move_trade(trade, "pay", note)
     trade.paid_at = now()
     for order in trade.orders:
         order.paid_at = trade.paid_at
@@ -417,6 +426,15 @@ def mark_paid(trade_id: int, reason: str) -> Trade:
     _follow_trade(trade)
     publish("trade.paid", {"trade_id": trade.id})
     return trade
+
+
+def close_refunded(order: Order) -> Order:
+    """Everything the buyer paid for the order went back (after-sales): the order closes,
+    and its trade follows."""
+    _move_order(order, "close", "Fully refunded")
+    _follow_trade(db.session.get(Trade, order.trade_id))
+    publish("order.closed", {"order_id": order.id}, shop_id=order.shop_id)
+    return order
 
 
 def start_fulfilment(order: Order) -> None:
@@ -711,7 +729,11 @@ def _follow_trade(trade: Trade) -> None:
     order_of_progress = [OrderStatus.pending_payment, OrderStatus.paid, OrderStatus.fulfilling,
                          OrderStatus.shipped, OrderStatus.delivered, OrderStatus.completed]
     statuses = [OrderStatus(o.status) for o in trade.orders]
-    if all(s in order_of_progress for s in statuses):
+    if statuses and all(s == OrderStatus.closed for s in statuses):
+        trade.status = OrderStatus.closed
+        return
+    statuses = [s for s in statuses if s != OrderStatus.closed]   # refunded orders step aside
+    if statuses and all(s in order_of_progress for s in statuses):
         least = min(statuses, key=order_of_progress.index)
         trade.status = OrderStatus.paid if least == OrderStatus.fulfilling else least
 

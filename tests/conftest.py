@@ -51,6 +51,8 @@ def make_test_config(tmp_path, **overrides) -> dict:
         "LOGIN_RATE_LIMIT": "1000 per minute",
         "RATELIMIT_KEY_PREFIX": f"houtai-test-{uuid.uuid4().hex[:8]}",
         "SECRET_KEY": "test-secret-key-that-is-long-enough-for-jwt-0123456789",
+        # the sandbox gateway notifies through the app's own WSGI stack (no server runs)
+        "SANDBOX_NOTIFY_TRANSPORT": "wsgi",
     }
     if not os.environ.get("DATABASE_URL"):
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path / 'houtai-test.db'}"

@@ -12,6 +12,7 @@ from decimal import Decimal
 from PIL import Image
 
 from app.extensions import db
+from models.after_sale import AfterSale, AfterSaleEvent
 from models.audit import AuditLog
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
@@ -173,13 +174,7 @@ def _ledger_row(shop: Shop) -> StockLedger:
 
 def _notice_row(shop: Shop) -> ShippingNotice:
     """A paid order's shipping notice (payment splits the order per warehouse)."""
-    from services import order as orders
-
-    placed = make_order(shop)
-    with acting_as(Actor.system("factory")):
-        orders.mark_paid(placed.trade_id, "factory payment")
-        db.session.commit()
-    return ShippingNotice.query.filter_by(order_id=placed.id).first()
+    return ShippingNotice.query.filter_by(order_id=paid_order(shop).id).first()
 
 
 def _service_code_row(shop: Shop) -> ServiceCode:
@@ -193,7 +188,44 @@ def _service_code_row(shop: Shop) -> ServiceCode:
     return ServiceCode.query.filter_by(order_id=placed.id).one()
 
 
+def paid_order(shop: Shop, quantity: int = 1) -> Order:
+    """An order of `shop`, paid (offline), its shipping notices made."""
+    from services import order as orders
+
+    placed = make_order(shop, quantity=quantity)
+    with acting_as(Actor.system("factory")):
+        orders.mark_paid(placed.trade_id, "factory payment")
+        db.session.commit()
+    return placed
+
+
+def _after_sale_body(shop: Shop | None) -> dict:
+    """A request on a paid line of `shop` (an existing one when there is one, so that building
+    the body writes nothing)."""
+    from models.order import OrderLine
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    line = OrderLine.query.join(Order, Order.id == OrderLine.order_id).filter(
+        Order.shop_id == shop.id, Order.status.in_(["paid", "fulfilling"])).order_by(
+        OrderLine.id).first() or paid_order(shop).lines[0]
+    return {"order_line_id": line.id, "kind": "refund_only", "quantity": 1, "amount": "10.00",
+            "reason": "Arrived late"}
+
+
+def _after_sale_row(shop: Shop) -> AfterSale:
+    from services import after_sale
+
+    body = _after_sale_body(shop)
+    with acting_as(Actor.system("factory")):
+        item = after_sale.request(body["order_line_id"], "refund_only", 1, Decimal("10.00"),
+                                  body["reason"])
+        db.session.commit()
+    return item
+
+
 ROW_FACTORIES = {
+    AfterSale: _after_sale_row,
+    AfterSaleEvent: lambda shop: _after_sale_row(shop).timeline[0],
     ServiceCode: _service_code_row,
     ShippingNotice: _notice_row,
     Order: lambda shop: make_order(shop),
@@ -276,6 +308,7 @@ API_BODIES = {
     Attribute: lambda shop: {"category_id": catalog()["leaf"].id, "name": f"Attr {next(_serial)}",
                              "kind": "non_key", "input_type": "text"},
     Spu: lambda shop: spu_body(shop),
+    AfterSale: _after_sale_body,
 }
 
 

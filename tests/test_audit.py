@@ -31,12 +31,18 @@ def audit_gaps(app, client, shop, client_name="admin"):
             gaps.append(f"{base} POST answered {created.status_code}: {created.json}")
             continue
         pk = created.json["id"]
-        field = next(c for c in ("name", "title", "code", "recipient", "detail")
-                     if c in view.edit_columns)
-        client.put(f"{base}/{pk}", json={field: "audited"})
-        client.delete(f"{base}/{pk}")
+        routes = view.include_route_methods or {"post", "put", "delete"}
+        expected = ["insert"]
+        if "put" in routes:
+            field = next(c for c in ("name", "title", "code", "recipient", "detail")
+                         if c in view.edit_columns)
+            client.put(f"{base}/{pk}", json={field: "audited"})
+            expected.append("update")
+        if "delete" in routes:
+            client.delete(f"{base}/{pk}")
+            expected.append("delete")
         actions = [(e.action, e.actor) for e in entries(model.__name__, pk)]
-        for action in ("insert", "update", "delete"):
+        for action in expected:
             if (action, client_name) not in actions:
                 gaps.append(f"{base}: no audit row for {action} (found {actions})")
     return gaps

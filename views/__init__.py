@@ -3,6 +3,7 @@ from flask_babel import lazy_gettext as _l
 
 
 def register(appbuilder) -> None:
+    from views.after_sale import AfterSaleApi, AfterSaleEventApi, AfterSaleView
     from views.audit import AuditLogApi, AuditLogView
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
@@ -13,6 +14,7 @@ def register(appbuilder) -> None:
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
+    from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
     from views.storage import UploadedFileApi, UploadedFileView
 
@@ -56,6 +58,20 @@ def register(appbuilder) -> None:
     appbuilder.add_link("Import tracking numbers", href="/shippingnoticeview/import",
                         label=_l("Import tracking numbers"), icon="fa-upload", **orders)
     for api in (CheckoutApi, TradeApi, OrderApi, ShippingNoticeApi, ServiceCodeApi):
+        appbuilder.add_api(api)
+
+    appbuilder.add_view(AfterSaleView, "After-sales", label=_l("After-sales"),
+                        icon="fa-life-ring", **orders)
+    for api in (AfterSaleApi, AfterSaleEventApi):
+        appbuilder.add_api(api)
+
+    payments = dict(category="Payments", category_label=_l("Payments"),
+                    category_icon="fa-money")
+    appbuilder.add_view(PaymentView, "Payments", label=_l("Payments"), icon="fa-money",
+                        **payments)
+    appbuilder.add_view(PaymentRefundView, "Refunds", label=_l("Refunds"), icon="fa-undo",
+                        **payments)
+    for api in (PaymentApi, PaymentRefundApi):
         appbuilder.add_api(api)
 
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")

@@ -18,7 +18,7 @@ from sqlalchemy import false, select
 from app.extensions import db
 from models.order import (NOTICE_STATUS_LABELS, ORDER_STATUS_LABELS, Order, OrderLine,
                           ServiceCode, ShippingNotice, Trade, code_hint)
-from services import inventory, order
+from services import inventory, order, payment
 from services.clock import business_time_text
 from services.errors import BadRequestError, HoutaiError
 from services.member import mask_name, mask_phone, mask_text, masks_personal_data
@@ -127,7 +127,7 @@ class TradeApi(ReadOnlyModelApi):
     resource_name = "trade"
     datamodel = SQLAInterface(Trade)
     center = "trade"
-    include_route_methods = {"get", "get_list", "info", "cancel", "mark_paid"}
+    include_route_methods = {"get", "get_list", "info", "cancel", "mark_paid", "pay"}
     list_columns = TRADE_COLUMNS
     show_columns = TRADE_COLUMNS + ["address"]
     search_columns = ["trade_no", "member_id", "status", "created_at"]
@@ -169,12 +169,41 @@ class TradeApi(ReadOnlyModelApi):
         """
         return self._step(pk, order.mark_paid)
 
+    @api_action("/<int:pk>/pay", "pay")
+    def pay(self, pk):
+        """Start paying the trade through a gateway channel (each call is a new attempt)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties: {channel: {type: string, example: sandbox}}
+                  required: [channel]
+          responses:
+            201:
+              description: 'The attempt: {"result": {"payment_id", "out_trade_no", "amount",
+                "pay_url"}}'
+            409: {description: The trade is not awaiting payment}
+        """
+        body = load_or_422(PaySchema(), json_body())
+        attempt, pay_url = payment.start_payment(order.visible_trade(pk), body["channel"])
+        db.session.commit()
+        return self.response(201, result={
+            "payment_id": attempt.id, "out_trade_no": attempt.out_trade_no,
+            "amount": f"{attempt.amount:.2f}", "pay_url": pay_url})
+
 
 ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
                  "seller_flag", "goods_amount", "discount_amount", "freight", "payable",
                  "created_at", "paid_at"]
 ORDER_DETAIL = ["seller_remark", "address", "deposit", "balance", "ships_after", "delivered_at",
                 "line_items", "shipments", "service_codes", "history"]
+
+
+class PaySchema(Schema):
+    channel = fields.String(required=True, validate=validate.Length(min=1, max=32))
 
 
 class ChangePriceSchema(Schema):
