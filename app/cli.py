@@ -89,5 +89,31 @@ def tick_command(at):
         click.echo(f"{name}: {count}")
 
 
+@houtai.command("reconcile")
+@click.option("--date", "day", default=None, help="The business day (YYYY-MM-DD); yesterday if left out")
+def reconcile_command(day):
+    """Reconcile one day: payments and refunds against the gateways, trades against payments."""
+    from datetime import date, timedelta
+
+    from app.extensions import db
+    from services import finance
+    from services.clock import business_date
+
+    try:
+        when = date.fromisoformat(day) if day else business_date() - timedelta(days=1)
+    except ValueError:
+        raise click.BadParameter("not a date (YYYY-MM-DD)", param_hint="--date")
+    with acting_as(Actor.system("reconcile")):
+        run = finance.reconcile(when)
+        db.session.commit()
+        _finish_jobs()
+        click.echo(f"{run.day.isoformat()}: {run.status} ({run.checked} checked, "
+                   f"{run.mismatches} mismatches)")
+        for item in run.items:
+            if item.resolved_at is None:
+                click.echo(f"  {item.kind} {item.reference}: ours {item.ours or '-'}, "
+                           f"gateway {item.theirs or '-'}")
+
+
 def register(app) -> None:
     app.cli.add_command(houtai)

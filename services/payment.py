@@ -112,9 +112,9 @@ def handle_payment_notice(channel: str, body: bytes, headers) -> Payment:
         return payment
     payment.status = PaymentStatus.succeeded
     payment.paid_at = notice.paid_at or now()
+    applied = _apply_to_trade(payment)
     publish("payment.succeeded", {"payment_id": payment.id, "trade_id": payment.trade_id,
-                                  "amount": f"{payment.amount:.2f}"})
-    _apply_to_trade(payment)
+                                  "amount": f"{payment.amount:.2f}", "applied": applied})
     return payment
 
 
@@ -126,14 +126,16 @@ def _flag(payment: Payment, reason: str) -> None:
     payment.flag_reason = reason[:255]
 
 
-def _apply_to_trade(payment: Payment) -> None:
-    """The money pays the trade if it still awaits it; otherwise it goes back in full."""
+def _apply_to_trade(payment: Payment) -> bool:
+    """The money pays the trade if it still awaits it (True); otherwise it goes back in
+    full (False)."""
     trade = order.trade_for_update(payment.trade_id)
     if OrderStatus(trade.status) == OrderStatus.pending_payment:
         order.pay_locked(trade, f"Paid through {payment.channel}: {payment.out_trade_no}")
-        return
+        return True
     request_refund(payment, payment.amount,
                    f"Trade {OrderStatus(trade.status).value} when this payment arrived")
+    return False
 
 
 # -- refunds ----------------------------------------------------------------------------------

@@ -109,7 +109,8 @@ def _empty_business_tables(db):
 
 @pytest.fixture(autouse=True)
 def _clean_state(app):
-    """Each test: an application context, empty business tables, the real clock."""
+    """Each test: an application context, empty business tables and job queue, the real
+    clock (ids restart with the tables, so a job left by one test would act on the next)."""
     from app.extensions import db
     from services import clock
 
@@ -118,6 +119,21 @@ def _clean_state(app):
         db.session.remove()
         clock.set_now(None)
         _empty_business_tables(db)
+        _empty_job_queue()
+
+
+def _empty_job_queue():
+    from app.queue import rq_queue
+
+    try:
+        queue = rq_queue()
+        if queue is not None:
+            queue.empty()
+            for registry in (queue.scheduled_job_registry, queue.failed_job_registry):
+                for job_id in registry.get_job_ids():
+                    registry.remove(job_id, delete_job=True)
+    except Exception:  # noqa: BLE001 - no Redis reachable: nothing was queued either
+        pass
 
 
 @pytest.fixture

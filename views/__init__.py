@@ -14,6 +14,9 @@ def register(appbuilder) -> None:
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
+    from views.finance import (FinanceApi, JournalEntryApi, JournalEntryView, JournalLineApi,
+                               JournalLineView, ReconciliationItemApi, ReconciliationItemView,
+                               ReconciliationRunApi, ReconciliationRunView)
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
     from views.storage import UploadedFileApi, UploadedFileView
@@ -72,6 +75,19 @@ def register(appbuilder) -> None:
     appbuilder.add_view(PaymentRefundView, "Refunds", label=_l("Refunds"), icon="fa-undo",
                         **payments)
     for api in (PaymentApi, PaymentRefundApi):
+        appbuilder.add_api(api)
+
+    money = dict(category="Finance", category_label=_l("Finance"), category_icon="fa-book")
+    appbuilder.add_view(JournalEntryView, "Journal", label=_l("Journal"), icon="fa-book",
+                        **money)
+    appbuilder.add_view(JournalLineView, "Journal lines", label=_l("Journal lines"),
+                        icon="fa-list", **money)
+    appbuilder.add_view(ReconciliationRunView, "Reconciliation", label=_l("Reconciliation"),
+                        icon="fa-check-square-o", **money)
+    appbuilder.add_view(ReconciliationItemView, "Mismatches", label=_l("Mismatches"),
+                        icon="fa-exclamation-triangle", **money)
+    for api in (JournalEntryApi, JournalLineApi, ReconciliationRunApi, ReconciliationItemApi,
+                FinanceApi):
         appbuilder.add_api(api)
 
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")

@@ -1,0 +1,314 @@
+"""财务管理 rules: the double-entry journal and the daily reconciliation.
+
+Every money fact is posted by a subscriber of the event that announces it, in the subscriber's
+own transaction (its delivery row makes it exactly-once; `JournalEntry.source` guards it again):
+
+    trade.paid              Dr cash (1002 at a gateway, 1001 offline)    Cr 2201 per shop (what
+                                                                           the shop is owed)
+                                                                         Cr 6001 per shop (the
+                                                                           platform's commission)
+    payment.succeeded,      Dr 1002                                      Cr 2202 (money to give
+      not applied                                                          back: late or twice)
+    payment.refunded        after-sales: Dr 2201 and 6001 (the shop's    Cr 1002
+                            and the commission's share)
+                            otherwise:   Dr 2202
+    after_sale.refunded     (offline trades) as payment.refunded         Cr 1001
+
+Commission is the shop's `commission_rate` of what the buyer paid for its order (to the cent,
+half up), and is given back in the same proportion on refunds. Balances are sums of lines;
+nothing is typed in, an entry is never edited, only reversed.
+"""
+import secrets
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from models.finance import JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun
+from models.order import Order, Trade
+from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
+from models.shop import Shop
+from services import gateways
+from services.clock import business_date, business_zone, now
+from services.errors import ConflictError, NotFoundError
+from services.events import publish, subscribe
+from services.scheduler import scheduled
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+ACCOUNTS = {
+    "1001": "Cash received offline",
+    "1002": "Cash at payment gateways",
+    "1003": "Bank",
+    "2201": "Merchant payables",
+    "2202": "Receipts to give back",
+    "6001": "Commission revenue",
+}
+OFFLINE_CASH, GATEWAY_CASH, PAYABLES, TO_GIVE_BACK, COMMISSION = \
+    "1001", "1002", "2201", "2202", "6001"
+
+
+class UnbalancedEntry(ValueError):
+    """Debits and credits differ: a posting rule is wrong (never stored)."""
+
+
+def _number() -> str:
+    return f"J{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
+
+
+def post(kind: str, lines: list[tuple[str, int | None, Decimal, Decimal]], *,
+         reference: str | None = None, memo: str | None = None, source: str | None = None,
+         occurred_at: datetime | None = None, reverses: JournalEntry | None = None
+         ) -> JournalEntry | None:
+    """Record one entry of (account, shop_id, debit, credit) lines; zero lines are dropped.
+    Refuses an unbalanced entry; a `source` already posted answers None (posted once)."""
+    lines = [(a, s, d, c) for a, s, d, c in lines if d or c]
+    if not lines:
+        return None
+    if any(account not in ACCOUNTS for account, *_ in lines):
+        raise UnbalancedEntry(f"unknown account in {lines}")
+    debit = sum((d for _, _, d, _ in lines), ZERO)
+    credit = sum((c for _, _, _, c in lines), ZERO)
+    if debit != credit:
+        raise UnbalancedEntry(f"{kind} {reference}: debit {debit} ≠ credit {credit}")
+    if source is not None and db.session.scalar(
+            select(JournalEntry.id).where(JournalEntry.source == source)) is not None:
+        return None
+    entry = JournalEntry(entry_no=_number(), kind=kind, reference=reference, memo=memo,
+                         source=source, reverses_id=reverses.id if reverses else None,
+                         occurred_at=occurred_at or now(), created_at=now())
+    for account, shop_id, d, c in lines:
+        entry.lines.append(JournalLine(account=account, shop_id=shop_id, debit=d, credit=c))
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def reverse(entry_id: int, memo: str) -> JournalEntry:
+    """Undo an entry with its mirror image (the original stays as it was)."""
+    entry = db.session.get(JournalEntry, entry_id)
+    if entry is None:
+        raise NotFoundError("Not found")
+    if db.session.scalar(select(JournalEntry.id).where(JournalEntry.reverses_id == entry.id)):
+        raise ConflictError("Already reversed", {"entry": [entry.entry_no]})
+    return post(f"{entry.kind}.reversal", [(line.account, line.shop_id, line.credit,
+                                            line.debit) for line in entry.lines],
+                reference=entry.reference, memo=memo, reverses=entry)
+
+
+def balance(account: str, shop_id: int | None = None) -> Decimal:
+    """Debits minus credits of an account (of one shop when given)."""
+    query = select(func.coalesce(func.sum(JournalLine.debit - JournalLine.credit), 0)).where(
+        JournalLine.account == account)
+    if shop_id is not None:
+        query = query.where(JournalLine.shop_id == shop_id)
+    return Decimal(db.session.scalar(query)).quantize(CENT)
+
+
+def commission_of(shop: Shop, amount: Decimal) -> Decimal:
+    return (amount * Decimal(shop.commission_rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+# -- posting rules ------------------------------------------------------------------------------
+
+def _shop_lines(order: Order, amount: Decimal, side: str) -> list:
+    """What `amount` of an order means for its shop: the shop's part and the commission, on
+    the credit side (a payment) or the debit side (a refund)."""
+    shop = db.session.get(Shop, order.shop_id)
+    commission = commission_of(shop, amount)
+    if side == "credit":
+        return [(PAYABLES, shop.id, ZERO, amount - commission),
+                (COMMISSION, shop.id, ZERO, commission)]
+    return [(PAYABLES, shop.id, amount - commission, ZERO),
+            (COMMISSION, shop.id, commission, ZERO)]
+
+
+@subscribe("trade.paid", "finance.post_trade_paid")
+def _trade_paid(payload: dict) -> None:
+    trade = db.session.get(Trade, payload["trade_id"])
+    through_gateway = db.session.scalar(select(Payment.id).where(
+        Payment.trade_id == trade.id, Payment.status == PaymentStatus.succeeded).limit(1))
+    cash = GATEWAY_CASH if through_gateway else OFFLINE_CASH
+    lines = [(cash, None, trade.payable, ZERO)]
+    for order in trade.orders:
+        lines += _shop_lines(order, order.payable, "credit")
+    post("payment", lines, reference=trade.trade_no, source=f"trade.paid:{trade.id}",
+         occurred_at=trade.paid_at, memo="Paid" + (" through a gateway" if through_gateway
+                                                    else " offline"))
+
+
+@subscribe("payment.succeeded", "finance.post_unapplied_payment")
+def _payment_succeeded(payload: dict) -> None:
+    if payload.get("applied", True):
+        return
+    payment = db.session.get(Payment, payload["payment_id"])
+    post("payment.unapplied", [(GATEWAY_CASH, None, payment.amount, ZERO),
+                               (TO_GIVE_BACK, None, ZERO, payment.amount)],
+         reference=payment.out_trade_no, source=f"payment.unapplied:{payment.id}",
+         occurred_at=payment.paid_at, memo="Arrived for a trade no longer awaiting it")
+
+
+def _after_sale_of_refund(refund_id: int):
+    from models.after_sale import AfterSale
+
+    return db.session.scalars(select(AfterSale).where(
+        AfterSale.payment_refund_id == refund_id)).one_or_none()
+
+
+@subscribe("payment.refunded", "finance.post_refund")
+def _payment_refunded(payload: dict) -> None:
+    refund = db.session.get(PaymentRefund, payload["refund_id"])
+    request = _after_sale_of_refund(refund.id)
+    if request is not None:
+        lines = _shop_lines(db.session.get(Order, request.order_id), refund.amount, "debit")
+    else:
+        lines = [(TO_GIVE_BACK, None, refund.amount, ZERO)]
+    post("refund", lines + [(GATEWAY_CASH, None, ZERO, refund.amount)],
+         reference=refund.out_refund_no, source=f"payment.refunded:{refund.id}",
+         occurred_at=refund.finished_at)
+
+
+@subscribe("after_sale.refunded", "finance.post_offline_refund")
+def _after_sale_refunded(payload: dict) -> None:
+    from models.after_sale import AfterSale
+
+    request = db.session.get(AfterSale, payload["after_sale_id"])
+    if request is None or request.payment_refund_id is not None or request.amount == 0:
+        return   # gateway refunds are posted when the gateway confirms them
+    lines = _shop_lines(db.session.get(Order, request.order_id), request.amount, "debit")
+    post("refund", lines + [(OFFLINE_CASH, None, ZERO, request.amount)],
+         reference=request.after_sale_no, source=f"after_sale.refunded:{request.id}",
+         occurred_at=request.finished_at, memo="Refunded outside the gateways")
+
+
+# -- daily reconciliation -----------------------------------------------------------------------
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=business_zone())
+    return start, start + timedelta(days=1)
+
+
+def reconcile(day: date) -> ReconciliationRun:
+    """Compare one business day: every gateway payment and refund against the gateway's
+    statement, and every trade paid through a gateway against its payments. Each mismatch is
+    an item with its kind; a day without any is `clean`. Running a day again replaces its
+    unresolved items."""
+    start, end = _day_bounds(day)
+    items: list[dict] = []
+    checked = 0
+    theirs = {}
+    for channel in gateways.channels():
+        for line in gateways.gateway(channel).statement(day):
+            theirs[(line.kind, line.out_refund_no or line.out_trade_no)] = line
+    payments = db.session.scalars(select(Payment).where(
+        Payment.paid_at >= start, Payment.paid_at < end)).all()
+    for payment in payments:
+        checked += 1
+        _compare(items, "payment", payment.out_trade_no, payment.amount,
+                 PaymentStatus(payment.status) == PaymentStatus.succeeded,
+                 theirs.pop(("payment", payment.out_trade_no), None))
+    refunds = db.session.scalars(select(PaymentRefund).where(
+        PaymentRefund.finished_at >= start, PaymentRefund.finished_at < end)).all()
+    for refund in refunds:
+        checked += 1
+        _compare(items, "refund", refund.out_refund_no, refund.amount,
+                 RefundStatus(refund.status) == RefundStatus.succeeded,
+                 theirs.pop(("refund", refund.out_refund_no), None))
+    for (kind, reference), line in sorted(theirs.items()):
+        if line.status == "succeeded":
+            checked += 1
+            items.append({"kind": f"{kind}_missing", "reference": reference,
+                          "ours": None, "theirs": f"{line.amount:.2f}",
+                          "detail": f"The gateway {kind} {reference} is not succeeded here"})
+    checked += _trades_against_payments(items, start, end)
+    return _store_run(day, checked, items)
+
+
+def _compare(items, kind, reference, amount, succeeded_here, line) -> None:
+    if line is None or line.status != "succeeded":
+        if succeeded_here:
+            items.append({"kind": f"{kind}_unknown_to_gateway", "reference": reference,
+                          "ours": f"{amount:.2f}", "theirs": None,
+                          "detail": f"Succeeded here, not in the gateway's statement"})
+        return
+    if not succeeded_here:
+        items.append({"kind": f"{kind}_missing", "reference": reference, "ours": None,
+                      "theirs": f"{line.amount:.2f}",
+                      "detail": f"The gateway's {kind} is not succeeded here"})
+    elif line.amount != amount:
+        items.append({"kind": f"{kind}_amount_differs", "reference": reference,
+                      "ours": f"{amount:.2f}", "theirs": f"{line.amount:.2f}",
+                      "detail": "Amounts differ"})
+
+
+def _trades_against_payments(items, start, end) -> int:
+    """Trades paid that day that have gateway attempts: paid by exactly one succeeded attempt
+    of their payable; offline trades (no attempt) are the bank's business."""
+    trades = db.session.scalars(select(Trade).where(
+        Trade.paid_at >= start, Trade.paid_at < end,
+        Trade.id.in_(select(Payment.trade_id)))).all()
+    for trade in trades:
+        paid = [p for p in db.session.scalars(select(Payment).where(
+            Payment.trade_id == trade.id, Payment.status == PaymentStatus.succeeded))]
+        applied = sum((p.amount - p.refunded_amount if len(paid) > 1 else p.amount
+                       for p in paid), ZERO)
+        if not paid:
+            items.append({"kind": "trade_paid_without_payment", "reference": trade.trade_no,
+                          "ours": f"{trade.payable:.2f}", "theirs": None,
+                          "detail": "Paid, but no gateway attempt succeeded"})
+        elif applied != trade.payable:
+            items.append({"kind": "trade_amount_differs", "reference": trade.trade_no,
+                          "ours": f"{trade.payable:.2f}", "theirs": f"{applied:.2f}",
+                          "detail": "The trade's payable and what its payments kept differ"})
+    return len(trades)
+
+
+def _store_run(day: date, checked: int, items: list[dict]) -> ReconciliationRun:
+    run = db.session.scalars(select(ReconciliationRun).where(
+        ReconciliationRun.day == day)).one_or_none()
+    if run is None:
+        run = ReconciliationRun(day=day, status="clean", checked=0, mismatches=0,
+                                created_at=now())
+        db.session.add(run)
+    else:
+        for item in list(run.items):
+            if item.resolved_at is None:
+                run.items.remove(item)
+                db.session.delete(item)
+        run.created_at = now()
+    db.session.flush()
+    resolved = {(i.kind, i.reference) for i in run.items if i.resolved_at is not None}
+    for found in items:
+        if (found["kind"], found["reference"]) not in resolved:
+            run.items.append(ReconciliationItem(**found))
+    run.checked = checked
+    run.mismatches = len([i for i in run.items if i.resolved_at is None])
+    run.status = "mismatches" if run.mismatches else "clean"
+    db.session.flush()
+    publish("finance.reconciled", {"day": day.isoformat(), "status": run.status,
+                                   "mismatches": run.mismatches})
+    return run
+
+
+def resolve(item_id: int, resolution: str, actor_name: str) -> ReconciliationItem:
+    item = db.session.get(ReconciliationItem, item_id)
+    if item is None:
+        raise NotFoundError("Not found")
+    if item.resolved_at is not None:
+        raise ConflictError("Already resolved", {"resolved_at": [item.resolved_at.isoformat()]})
+    item.resolved_at, item.resolved_by, item.resolution = now(), actor_name, resolution[:255]
+    item.run.mismatches = max(item.run.mismatches - 1, 0)
+    item.run.status = "mismatches" if item.run.mismatches else "clean"
+    return item
+
+
+@scheduled("finance.reconcile")
+def reconcile_yesterday() -> int:
+    """The tick's daily run: yesterday (business day), once it has no run yet."""
+    day = business_date() - timedelta(days=1)
+    if db.session.scalar(select(ReconciliationRun.id).where(ReconciliationRun.day == day)):
+        return 0
+    reconcile(day)
+    db.session.commit()
+    return 1

@@ -1,0 +1,173 @@
+"""财务管理 screens and REST: the journal (read), balances, and the daily reconciliation with its
+mismatches to resolve. Finance staff (and Admin) only."""
+from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import protect
+from flask_babel import lazy_gettext as _l
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+
+from app.extensions import db
+from models.finance import JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun
+from services import finance
+from services.actor import current_actor
+from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
+from views.openapi import OpenApiErrorsMixin
+from views.schema import json_body, load_or_422
+
+ACCOUNT_FORMAT = {"account": lambda code: f"{code} {finance.ACCOUNTS.get(code, '')}"}
+
+
+class JournalEntryApi(ReadOnlyModelApi):
+    resource_name = "journal_entry"
+    datamodel = SQLAInterface(JournalEntry)
+    center = "finance"
+    list_columns = ["id", "entry_no", "kind", "reference", "memo", "reverses_id",
+                    "occurred_at", "created_at"]
+    show_columns = list_columns
+    search_columns = ["entry_no", "kind", "reference", "occurred_at"]
+    order_columns = ["id", "occurred_at"]
+    base_order = ("id", "desc")
+
+
+class JournalLineApi(ReadOnlyModelApi):
+    resource_name = "journal_line"
+    datamodel = SQLAInterface(JournalLine)
+    center = "finance"
+    list_columns = ["id", "entry_id", "account", "shop_id", "debit", "credit"]
+    show_columns = list_columns
+    search_columns = ["entry_id", "account", "shop_id"]
+    base_order = ("id", "desc")
+
+
+class ReconciliationRunApi(ReadOnlyModelApi):
+    resource_name = "reconciliation_run"
+    datamodel = SQLAInterface(ReconciliationRun)
+    center = "finance"
+    list_columns = ["id", "day", "status", "checked", "mismatches", "created_at"]
+    show_columns = list_columns
+    search_columns = ["day", "status"]
+    base_order = ("day", "desc")
+
+
+class ResolutionSchema(Schema):
+    resolution = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class ReconciliationItemApi(ReadOnlyModelApi):
+    resource_name = "reconciliation_item"
+    datamodel = SQLAInterface(ReconciliationItem)
+    center = "finance"
+    include_route_methods = ReadOnlyModelApi.include_route_methods | {"resolve"}
+    list_columns = ["id", "run_id", "kind", "reference", "ours", "theirs", "detail",
+                    "resolved_at", "resolved_by", "resolution"]
+    show_columns = list_columns
+    search_columns = ["run_id", "kind", "reference", "resolved_at"]
+    base_order = ("id", "desc")
+
+    @api_action("/<int:pk>/resolve", "resolve")
+    def resolve(self, pk):
+        """Mark a mismatch resolved, saying how
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {resolution: {type: string}},
+                         required: [resolution]}
+          responses:
+            200: {description: The item, resolved}
+            409: {description: Already resolved}
+        """
+        body = load_or_422(ResolutionSchema(), json_body())
+        item = finance.resolve(pk, body["resolution"], current_actor().name)
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(item))
+
+
+class FinanceApi(OpenApiErrorsMixin, BaseApi):
+    """Balances derived from the journal."""
+
+    resource_name = "finance"
+    center = "finance"
+    openapi_spec_tag = "Finance"
+
+    @expose("/balances", methods=["GET"])
+    @protect()
+    def balances(self):
+        """Every account's balance (debits − credits), and per shop what it is owed and the
+        commission it paid
+        ---
+        get:
+          responses:
+            200: {description: 'Balances: {"accounts": [...], "shops": [...]}'}
+        """
+        accounts = [{"account": code, "name": name,
+                     "balance": f"{finance.balance(code):.2f}"}
+                    for code, name in finance.ACCOUNTS.items()]
+        rows = db.session.execute(
+            select(JournalLine.shop_id, JournalLine.account,
+                   func.sum(JournalLine.debit - JournalLine.credit))
+            .where(JournalLine.shop_id.is_not(None))
+            .group_by(JournalLine.shop_id, JournalLine.account)).all()
+        shops: dict = {}
+        for shop_id, account, amount in rows:
+            shop = shops.setdefault(shop_id, {"shop_id": shop_id, "payable": "0.00",
+                                              "commission": "0.00"})
+            key = "payable" if account == finance.PAYABLES else "commission"
+            shop[key] = f"{-finance.Decimal(amount):.2f}"
+        return self.response(200, accounts=accounts,
+                             shops=[shops[k] for k in sorted(shops)])
+
+
+class JournalEntryView(ReadOnlyModelView):
+    datamodel = SQLAInterface(JournalEntry)
+    center = "finance"
+    list_title = _l("Journal")
+    label_columns = {"entry_no": _l("Entry no."), "kind": _l("Kind"), "reference": _l("Reference"),
+                     "memo": _l("Memo"), "occurred_at": _l("Occurred at"),
+                     "created_at": _l("Created at")}
+    list_columns = ["entry_no", "kind", "reference", "memo", "occurred_at"]
+    show_columns = ["entry_no", "kind", "reference", "memo", "occurred_at", "created_at"]
+    search_columns = ["entry_no", "kind", "reference", "occurred_at"]
+    base_order = ("id", "desc")
+
+
+class JournalLineView(ReadOnlyModelView):
+    datamodel = SQLAInterface(JournalLine)
+    center = "finance"
+    list_title = _l("Journal lines")
+    label_columns = {"entry": _l("Entry"), "account": _l("Account"), "shop": _l("Shop"),
+                     "debit": _l("Debit"), "credit": _l("Credit")}
+    list_columns = ["entry", "account", "shop", "debit", "credit"]
+    show_columns = list_columns
+    search_columns = ["account", "shop"]
+    formatters_columns = ACCOUNT_FORMAT
+    base_order = ("id", "desc")
+
+
+class ReconciliationRunView(ReadOnlyModelView):
+    datamodel = SQLAInterface(ReconciliationRun)
+    center = "finance"
+    list_title = _l("Reconciliation")
+    label_columns = {"day": _l("Day"), "status": _l("Status"), "checked": _l("Checked"),
+                     "mismatches": _l("Mismatches"), "created_at": _l("Run at")}
+    list_columns = ["day", "status", "checked", "mismatches", "created_at"]
+    show_columns = list_columns
+    search_columns = ["day", "status"]
+    base_order = ("day", "desc")
+
+
+class ReconciliationItemView(ReadOnlyModelView):
+    datamodel = SQLAInterface(ReconciliationItem)
+    center = "finance"
+    list_title = _l("Mismatches")
+    label_columns = {"run": _l("Day"), "kind": _l("Kind"), "reference": _l("Reference"),
+                     "ours": _l("Ours"), "theirs": _l("The gateway's"), "detail": _l("Detail"),
+                     "resolved_at": _l("Resolved at"), "resolved_by": _l("Resolved by"),
+                     "resolution": _l("Resolution")}
+    list_columns = ["run", "kind", "reference", "ours", "theirs", "resolved_at"]
+    show_columns = ["run", "kind", "reference", "ours", "theirs", "detail", "resolved_at",
+                    "resolved_by", "resolution"]
+    search_columns = ["kind", "reference", "resolved_at"]
+    base_order = ("id", "desc")
