@@ -44,8 +44,8 @@ ROLES: dict[str, dict[str, object]] = {
                         "payment": READ, "after_sale": WRITE},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
-    "Finance": {"finance": WRITE, "payment": WRITE, "shop": READ, "trade": READ,
-                "after_sale": READ},
+    "Finance": {"finance": WRITE, "payment": WRITE, "settlement": WRITE, "shop": READ,
+                "trade": READ, "after_sale": READ},
     "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
@@ -53,7 +53,7 @@ ROLES: dict[str, dict[str, object]] = {
                    "storage": WRITE, "member": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
                  "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE,
-                 "after_sale": WRITE},
+                 "after_sale": WRITE, "settlement": READ},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,

@@ -5,7 +5,7 @@ from sqlalchemy import (CheckConstraint, Column, Date, ForeignKey, Integer, Stri
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
-from models.base import Money, UTCDateTime, utcnow
+from models.base import Money, ShopOwnedMixin, UTCDateTime, utcnow
 
 
 class JournalEntry(db.Model):
@@ -85,3 +85,41 @@ class ReconciliationItem(db.Model):
     resolved_by = Column(String(128), nullable=True)
     resolution = Column(String(255), nullable=True)
     run = relationship("ReconciliationRun", back_populates="items")
+
+
+class Settlement(ShopOwnedMixin, db.Model):
+    """结算单: what a shop is owed for a period, from the journal: what its buyers paid, less
+    the platform's commission and the refunds (platform-funded discounts come with marketing).
+    draft → approved → paid; paying posts Dr 2201 / Cr 1003."""
+
+    __tablename__ = "settlement"
+    __table_args__ = (CheckConstraint("net >= 0", name="ck_settlement_net_not_negative"),)
+
+    id = Column(Integer, primary_key=True)
+    settlement_no = Column(String(32), nullable=False, unique=True)
+    period_end = Column(Date, nullable=False)
+    paid_by_buyers = Column(Money, nullable=False)
+    platform_discounts = Column(Money, nullable=False, default=0)
+    commission = Column(Money, nullable=False)
+    refunds = Column(Money, nullable=False)
+    net = Column(Money, nullable=False)
+    status = Column(String(16), nullable=False, default="draft", index=True)
+    approved_by = Column(String(128), nullable=True)
+    approved_at = Column(UTCDateTime, nullable=True)
+    paid_at = Column(UTCDateTime, nullable=True)
+    payment_reference = Column(String(64), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    def __repr__(self) -> str:
+        return self.settlement_no
+
+
+class SettlementItem(db.Model):
+    """A journal line counted in a settlement; a line is counted once (unique)."""
+
+    __tablename__ = "settlement_item"
+
+    id = Column(Integer, primary_key=True)
+    settlement_id = Column(Integer, ForeignKey("settlement.id"), nullable=False, index=True)
+    journal_line_id = Column(Integer, ForeignKey("journal_line.id"), nullable=False,
+                             unique=True)

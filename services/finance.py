@@ -23,15 +23,17 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from models.finance import JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun
+from models.finance import (JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun,
+                            Settlement, SettlementItem)
 from models.order import Order, Trade
 from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from models.shop import Shop
 from services import gateways
 from services.clock import business_date, business_zone, now
-from services.errors import ConflictError, NotFoundError
+from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
 from services.scheduler import scheduled
 
@@ -312,3 +314,100 @@ def reconcile_yesterday() -> int:
     reconcile(day)
     db.session.commit()
     return 1
+
+
+# -- merchant settlement ----------------------------------------------------------------------
+
+def settle(shop_id, period_end: date) -> Settlement:
+    """A draft statement of what `shop_id` is owed for everything posted up to the end of
+    `period_end` (business day) and not yet in a statement: buyers' payments, less commission
+    and refunds. Each journal line enters one statement only (a concurrent second statement
+    of the same lines fails on the unique line and is refused)."""
+    from services.actor import ALL_SHOPS, shop_scope_of
+
+    shop = db.session.get(Shop, shop_id) if isinstance(shop_id, int) and \
+        not isinstance(shop_id, bool) and 0 < shop_id < 2**31 else None
+    if shop is None:
+        raise ValidationFailed.field("shop_id", "Related record not found.")
+    scope = shop_scope_of(Settlement)
+    if scope is not ALL_SHOPS and scope != shop.id:
+        raise ValidationFailed.field("shop_id", "Must be your own shop.")
+    if not isinstance(period_end, date) or period_end >= business_date():
+        raise ValidationFailed.field("period_end", "A past business day (YYYY-MM-DD).")
+    _, end = _day_bounds(period_end)
+    lines = db.session.scalars(
+        select(JournalLine).join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .where(JournalLine.shop_id == shop.id,
+               JournalLine.account.in_([PAYABLES, COMMISSION]),
+               JournalEntry.occurred_at < end,
+               JournalEntry.kind != "settlement",
+               JournalLine.id.not_in(select(SettlementItem.journal_line_id)))
+        .order_by(JournalLine.id)).all()
+    if not lines:
+        raise ConflictError("Nothing to settle", {"period_end": ["No unsettled postings."]})
+    paid = sum((l.credit for l in lines), ZERO)                 # payments, both accounts
+    refunds = sum((l.debit for l in lines), ZERO)               # refunds, both accounts
+    commission = sum((l.credit - l.debit for l in lines if l.account == COMMISSION), ZERO)
+    net = sum((l.credit - l.debit for l in lines if l.account == PAYABLES), ZERO)
+    if net < 0:
+        raise ConflictError("Refunds exceed payments in this period: settle a later period",
+                            {"period_end": [f"Net {net:.2f}."]})
+    statement = Settlement(settlement_no=f"ST{now().strftime('%Y%m%d%H%M%S%f')}"
+                                         f"{secrets.randbelow(10**4):04d}",
+                           shop_id=shop.id, period_end=period_end, paid_by_buyers=paid,
+                           platform_discounts=ZERO, commission=commission, refunds=refunds,
+                           net=net, status="draft", created_at=now())
+    db.session.add(statement)
+    db.session.flush()
+    db.session.add_all([SettlementItem(settlement_id=statement.id, journal_line_id=l.id)
+                        for l in lines])
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise ConflictError("These postings are being settled already",
+                            {"period_end": ["Try again."]}) from None
+    publish("settlement.drafted", {"settlement_id": statement.id, "net": f"{net:.2f}"},
+            shop_id=shop.id)
+    return statement
+
+
+def _settlement_for_update(settlement_id) -> Settlement:
+    from services.actor import scope_query
+
+    visible = scope_query(db.session.query(Settlement), Settlement).filter(
+        Settlement.id == settlement_id).one_or_none() \
+        if isinstance(settlement_id, int) and 0 < settlement_id < 2**31 else None
+    if visible is None:
+        raise NotFoundError("Not found")
+    statement = db.session.scalars(select(Settlement).where(Settlement.id == settlement_id)
+                                   .with_for_update()).one()
+    db.session.refresh(statement)
+    return statement
+
+
+def approve_settlement(settlement_id, approver: str) -> Settlement:
+    statement = _settlement_for_update(settlement_id)
+    if statement.status != "draft":
+        raise ConflictError("Only a draft is approved", {"status": [statement.status]})
+    statement.status, statement.approved_by, statement.approved_at = "approved", approver, now()
+    publish("settlement.approved", {"settlement_id": statement.id}, shop_id=statement.shop_id)
+    return statement
+
+
+def pay_settlement(settlement_id, reference) -> Settlement:
+    """The bank transfer to the shop was made: posted Dr 2201 / Cr 1003."""
+    if not isinstance(reference, str) or not reference.strip() or len(reference) > 64:
+        raise ValidationFailed.field("reference", "The bank transfer's reference.")
+    statement = _settlement_for_update(settlement_id)
+    if statement.status != "approved":
+        raise ConflictError("Only an approved statement is paid", {"status": [statement.status]})
+    statement.status, statement.paid_at = "paid", now()
+    statement.payment_reference = reference.strip()
+    post("settlement", [(PAYABLES, statement.shop_id, statement.net, ZERO),
+                        ("1003", None, ZERO, statement.net)],
+         reference=statement.settlement_no, source=f"settlement.paid:{statement.id}",
+         memo=f"Transfer {statement.payment_reference}")
+    publish("settlement.paid", {"settlement_id": statement.id, "net": f"{statement.net:.2f}"},
+            shop_id=statement.shop_id)
+    return statement

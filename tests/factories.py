@@ -14,6 +14,7 @@ from PIL import Image
 from app.extensions import db
 from models.after_sale import AfterSale, AfterSaleEvent
 from models.audit import AuditLog
+from models.finance import Settlement
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
@@ -223,7 +224,46 @@ def _after_sale_row(shop: Shop) -> AfterSale:
     return item
 
 
+def posted_yesterday(shop: Shop, amount: Decimal = Decimal("100.00")):
+    """A payment of `amount` to `shop` posted to the journal yesterday (a settlement's input)."""
+    from datetime import timedelta
+
+    from services import clock, finance
+
+    with acting_as(Actor.system("factory")):
+        commission = finance.commission_of(shop, amount)
+        finance.post("payment", [("1001", None, amount, Decimal("0")),
+                                 ("2201", shop.id, Decimal("0"), amount - commission),
+                                 ("6001", shop.id, Decimal("0"), commission)],
+                     reference=f"T-factory-{next(_serial)}",
+                     occurred_at=clock.now() - timedelta(days=1))
+        db.session.commit()
+
+
+def _settlement_body(shop: Shop | None) -> dict:
+    from datetime import timedelta
+
+    from services.clock import business_date
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    posted_yesterday(shop)
+    return {"shop_id": shop.id, "period_end": (business_date() - timedelta(days=1)).isoformat()}
+
+
+def _settlement_row(shop: Shop):
+    from datetime import date
+
+    from services import finance
+
+    body = _settlement_body(shop)
+    with acting_as(Actor.system("factory")):
+        statement = finance.settle(shop.id, date.fromisoformat(body["period_end"]))
+        db.session.commit()
+    return statement
+
+
 ROW_FACTORIES = {
+    Settlement: _settlement_row,
     AfterSale: _after_sale_row,
     AfterSaleEvent: lambda shop: _after_sale_row(shop).timeline[0],
     ServiceCode: _service_code_row,
@@ -309,6 +349,7 @@ API_BODIES = {
                              "kind": "non_key", "input_type": "text"},
     Spu: lambda shop: spu_body(shop),
     AfterSale: _after_sale_body,
+    Settlement: _settlement_body,
 }
 
 

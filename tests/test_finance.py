@@ -216,3 +216,48 @@ def test_each_injected_mismatch_is_found_with_its_kind(app, api, shops, users):
         finance.resolve(item.id, "checked with the gateway", "finance")
         db.session.commit()
     assert reconcile().mismatches == 3              # a resolved item is not raised again
+
+
+# -- settlement ----------------------------------------------------------------------------------
+
+def test_a_settlement_counts_payments_less_commission_and_refunds_once(app, api, shops, users):
+    from datetime import timedelta
+
+    from services.clock import business_date
+    from tests.factories import posted_yesterday
+
+    posted_yesterday(shops["A"], Decimal("200.00"))          # commission 5 % = 10.00
+    posted_yesterday(shops["A"], Decimal("100.00"))          # 5.00
+    with acting_as(Actor.system("test")):
+        lines = [("2201", shops["A"].id, Decimal("47.50"), Decimal("0")),
+                 ("6001", shops["A"].id, Decimal("2.50"), Decimal("0")),
+                 ("1001", None, Decimal("0"), Decimal("50.00"))]
+        finance.post("refund", lines, occurred_at=clock.now() - timedelta(days=1))
+        db.session.commit()
+    yesterday = (business_date() - timedelta(days=1)).isoformat()
+    finance_user = api("Finance")
+    made = finance_user.post("/api/v1/settlement/", json={"shop_id": shops["A"].id,
+                                                          "period_end": yesterday})
+    assert made.status_code == 201, made.json
+    statement = made.json["result"]
+    assert (statement["paid_by_buyers"], statement["commission"], statement["refunds"],
+            statement["net"]) == ("300.00", "12.50", "50.00", "237.50")
+    again = finance_user.post("/api/v1/settlement/", json={"shop_id": shops["A"].id,
+                                                           "period_end": yesterday})
+    assert again.status_code == 409                                 # nothing left to settle
+    today = business_date().isoformat()
+    assert finance_user.post("/api/v1/settlement/", json={
+        "shop_id": shops["A"].id, "period_end": today}).status_code == 422
+    pk = statement["id"]
+    assert finance_user.post(f"/api/v1/settlement/{pk}/pay",
+                             json={"reference": "BANK-1"}).status_code == 409
+    assert finance_user.post(f"/api/v1/settlement/{pk}/approve", json={}).status_code == 200
+    paid = finance_user.post(f"/api/v1/settlement/{pk}/pay", json={"reference": "BANK-1"})
+    assert paid.json["result"]["status"] == "paid"
+    assert finance.balance("2201", shops["A"].id) == Decimal("0.00")
+    assert finance.balance("1003") == Decimal("-237.50")
+    mine = api("merchant_a").get("/api/v1/settlement/").json
+    assert mine["count"] == 1 and mine["result"][0]["net"] == "237.50"
+    assert api("merchant_b").get("/api/v1/settlement/").json["count"] == 0
+    assert api("merchant_a").post(f"/api/v1/settlement/{pk}/approve",
+                                  json={}).status_code == 403

@@ -16,7 +16,8 @@ def register(appbuilder) -> None:
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
     from views.finance import (FinanceApi, JournalEntryApi, JournalEntryView, JournalLineApi,
                                JournalLineView, ReconciliationItemApi, ReconciliationItemView,
-                               ReconciliationRunApi, ReconciliationRunView)
+                               ReconciliationRunApi, ReconciliationRunView, SettlementApi,
+                               SettlementView)
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
     from views.storage import UploadedFileApi, UploadedFileView
@@ -86,8 +87,10 @@ def register(appbuilder) -> None:
                         icon="fa-check-square-o", **money)
     appbuilder.add_view(ReconciliationItemView, "Mismatches", label=_l("Mismatches"),
                         icon="fa-exclamation-triangle", **money)
+    appbuilder.add_view(SettlementView, "Settlements", label=_l("Settlements"),
+                        icon="fa-handshake-o", **money)
     for api in (JournalEntryApi, JournalLineApi, ReconciliationRunApi, ReconciliationItemApi,
-                FinanceApi):
+                FinanceApi, SettlementApi):
         appbuilder.add_api(api)
 
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")

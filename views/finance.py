@@ -8,12 +8,14 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
 from app.extensions import db
-from models.finance import JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun
+from models.finance import (JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun,
+                            Settlement)
 from services import finance
 from services.actor import current_actor
-from views.base import ReadOnlyModelApi, ReadOnlyModelView, api_action
+from views.base import (HoutaiModelApi, ReadOnlyModelApi, ReadOnlyModelView, api_action,
+                        api_errors)
 from views.openapi import OpenApiErrorsMixin
-from views.schema import json_body, load_or_422
+from views.schema import StrictInteger, json_body, load_or_422
 
 ACCOUNT_FORMAT = {"account": lambda code: f"{code} {finance.ACCOUNTS.get(code, '')}"}
 
@@ -170,4 +172,94 @@ class ReconciliationItemView(ReadOnlyModelView):
     show_columns = ["run", "kind", "reference", "ours", "theirs", "detail", "resolved_at",
                     "resolved_by", "resolution"]
     search_columns = ["kind", "reference", "resolved_at"]
+    base_order = ("id", "desc")
+
+
+class SettlementSchema(Schema):
+    shop_id = StrictInteger(required=True)
+    period_end = fields.Date(required=True)
+
+
+class PaySettlementSchema(Schema):
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+SETTLEMENT_COLUMNS = ["id", "settlement_no", "shop_id", "period_end", "paid_by_buyers",
+                      "platform_discounts", "commission", "refunds", "net", "status",
+                      "approved_by", "approved_at", "paid_at", "payment_reference", "created_at"]
+
+
+class SettlementApi(HoutaiModelApi):
+    """Statements per shop: Finance drafts, approves and pays them; merchants read theirs."""
+
+    resource_name = "settlement"
+    datamodel = SQLAInterface(Settlement)
+    center = "settlement"
+    include_route_methods = {"get", "get_list", "info", "post", "approve", "pay"}
+    list_columns = SETTLEMENT_COLUMNS
+    show_columns = SETTLEMENT_COLUMNS
+    add_columns = ["shop_id", "period_end"]
+    search_columns = ["settlement_no", "shop_id", "period_end", "status"]
+    order_columns = ["id", "period_end", "net"]
+    base_order = ("id", "desc")
+
+    @api_errors
+    def post_headless(self):
+        """Draft the statement of a shop up to a day"""
+        body = load_or_422(SettlementSchema(), json_body())
+        statement = finance.settle(body["shop_id"], body["period_end"])
+        db.session.commit()
+        return self.response(201, id=statement.id,
+                             result=self.show_model_schema.dump(statement))
+
+    @api_action("/<int:pk>/approve", "approve")
+    def approve(self, pk):
+        """Approve a draft statement
+        ---
+        post:
+          responses:
+            200: {description: The statement, approved}
+            409: {description: Not a draft}
+        """
+        statement = finance.approve_settlement(pk, current_actor().name)
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(statement))
+
+    @api_action("/<int:pk>/pay", "pay")
+    def pay(self, pk):
+        """Record the transfer to the shop (posts it to the journal)
+        ---
+        post:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {reference: {type: string}},
+                         required: [reference]}
+          responses:
+            200: {description: The statement, paid}
+            409: {description: Not approved}
+        """
+        body = load_or_422(PaySettlementSchema(), json_body())
+        statement = finance.pay_settlement(pk, body["reference"])
+        db.session.commit()
+        return self.response(200, result=self.show_model_schema.dump(statement))
+
+
+class SettlementView(ReadOnlyModelView):
+    datamodel = SQLAInterface(Settlement)
+    center = "settlement"
+    list_title = _l("Settlements")
+    label_columns = {"settlement_no": _l("Settlement no."), "shop": _l("Shop"),
+                     "period_end": _l("Up to"), "paid_by_buyers": _l("Paid by buyers"),
+                     "platform_discounts": _l("Platform-funded discounts"),
+                     "commission": _l("Commission"), "refunds": _l("Refunds"),
+                     "net": _l("Net payable"), "status": _l("Status"),
+                     "approved_by": _l("Approved by"), "approved_at": _l("Approved at"),
+                     "paid_at": _l("Paid at"), "payment_reference": _l("Transfer reference")}
+    list_columns = ["settlement_no", "shop", "period_end", "paid_by_buyers", "commission",
+                    "refunds", "net", "status"]
+    show_columns = ["settlement_no", "shop", "period_end", "paid_by_buyers",
+                    "platform_discounts", "commission", "refunds", "net", "status",
+                    "approved_by", "approved_at", "paid_at", "payment_reference"]
+    search_columns = ["settlement_no", "shop", "status", "period_end"]
     base_order = ("id", "desc")
