@@ -41,26 +41,34 @@ ROLES: dict[str, dict[str, object]] = {
                  "inventory": READ, "member": READ, "payment": READ, "after_sale": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ, "member": READ_REVEAL, "order": READ,
-                        "payment": READ, "after_sale": WRITE},
+                        "payment": READ, "after_sale": WRITE, "ticket": WRITE,
+                        "ticket_internal": WRITE, "ticket_setup": WRITE},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ},
-    "Finance": {"finance": WRITE, "payment": WRITE, "settlement": WRITE, "shop": READ,
+    "Finance": {"finance": WRITE, "payment": WRITE, "settlement": WRITE, "invoice": WRITE,
+                "shop": READ,
                 "trade": READ, "after_sale": READ},
     "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
     "Risk": {"risk": WRITE, "audit": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
-                   "storage": WRITE, "member": WRITE},
+                   "storage": WRITE, "member": WRITE, "ticket_setup": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
                  "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE,
-                 "after_sale": WRITE, "settlement": READ},
+                 "after_sale": WRITE, "settlement": READ,
+                 # the shop's tickets: read, answer, resolve; never open or reassign them
+                 "ticket": (READ, {"can_reply", "can_resolve"}), "ticket_internal": READ,
+                 "invoice": (READ, {"can_issue"})},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
                    "member": WRITE, "checkout": WRITE, "order": (READ, {"can_confirm_receipt"}),
                    "trade": WRITE, "payment": READ,
                    # the buyer asks, sends goods back, or withdraws; the shop decides
-                   "after_sale": (READ, {"can_post", "can_return_shipped", "can_close"})},
+                   "after_sale": (READ, {"can_post", "can_return_shipped", "can_close"}),
+                   # the buyer's complaints and chat: open, read (no internal notes), write
+                   "ticket": (READ, {"can_post", "can_reply"}),
+                   "invoice": (READ, {"can_post"})},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

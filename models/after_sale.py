@@ -68,11 +68,13 @@ class AfterSale(ShopOwnedMixin, db.Model):
     return_carrier = Column(String(64), nullable=True)
     return_tracking_no = Column(String(64), nullable=True)
     payment_refund_id = Column(Integer, ForeignKey("payment_refund.id"), nullable=True)
+    # an exchange's replacement: a free order of the same SKU, shipped like any order
+    replacement_order_id = Column(Integer, ForeignKey("order.id"), nullable=True)
     # shipping notices this request stopped (refund only before shipping)
     held_notice_ids = Column(JSON, nullable=False, default=list)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     finished_at = Column(UTCDateTime, nullable=True)
-    order = relationship("Order")
+    order = relationship("Order", foreign_keys=[order_id])
     order_line = relationship("OrderLine")
     timeline = relationship("AfterSaleEvent", order_by="AfterSaleEvent.id")
 

@@ -389,9 +389,23 @@ def receive(after_sale_id) -> AfterSale:
     if warehouse_id is not None:
         inventory.take_back(line.sku_id, warehouse_id, item.quantity, item.after_sale_no)
     if AfterSaleKind(item.kind) == AfterSaleKind.exchange:
-        _move(item, "close", "Returned goods received; the replacement is sent")
-        item.finished_at = now()
+        _send_replacement(item, line)
     return item
+
+
+def _send_replacement(item: AfterSale, line: OrderLine) -> None:
+    """An exchange received: a free replacement order of the same SKU and quantity goes out
+    (the returned units are back in stock, so the replacement can be reserved), and the
+    request closes."""
+    from models.order import Trade
+
+    original = db.session.get(Order, item.order_id)
+    trade_id = order.place_replacement(original, line.sku_id, item.quantity,
+                                       f"exchange:{item.after_sale_no}")
+    replacement = db.session.get(Trade, trade_id).orders[0]
+    item.replacement_order_id = replacement.id
+    _move(item, "close", f"Returned goods received; replacement order {replacement.order_no}")
+    item.finished_at = now()
 
 
 def _sent_from(order_id: int, sku_id: int) -> int | None:

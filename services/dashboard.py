@@ -214,3 +214,84 @@ register_panel(Panel("top_sku_gmv", _l("Top SKUs by GMV (30 days)"), "bar",
                      ("can_list", "OrderView"), top_skus_by_gmv))
 register_panel(Panel("top_sku_quantity", _l("Top SKUs by quantity (30 days)"), "bar",
                      ("can_list", "OrderView"), top_skus_by_quantity))
+
+
+# -- money (payment center, after-sales, finance) ------------------------------------------------
+
+MONEY_DAYS = 14
+
+
+def _money_per_day(rows, days: int) -> dict:
+    labels, sums = _per_business_day(rows, days)
+    return {"keys": [d.isoformat() for d in labels], "labels": [d.isoformat() for d in labels],
+            "values": [f"{sums.get(d, Decimal('0')):.2f}" for d in labels]}
+
+
+def payments_per_day(days: int = MONEY_DAYS) -> dict:
+    """Money received through the gateways per business day (succeeded attempts)."""
+    from models.payment import Payment, PaymentStatus
+
+    rows = db.session.query(Payment.paid_at, Payment.amount).filter(
+        Payment.status == PaymentStatus.succeeded,
+        Payment.paid_at >= now() - timedelta(days=days + 1)).all()
+    return _money_per_day(rows, days)
+
+
+def refunds_per_day(days: int = MONEY_DAYS) -> dict:
+    """Money given back through the gateways per business day (succeeded refunds)."""
+    from models.payment import PaymentRefund, RefundStatus
+
+    rows = db.session.query(PaymentRefund.finished_at, PaymentRefund.amount).filter(
+        PaymentRefund.status == RefundStatus.succeeded,
+        PaymentRefund.finished_at >= now() - timedelta(days=days + 1)).all()
+    return _money_per_day(rows, days)
+
+
+def refund_rate(days: int = 30) -> dict:
+    """Of what buyers paid through the gateways in the last `days` days: kept and refunded
+    (the refund rate is refunded ÷ paid)."""
+    from models.payment import Payment, PaymentStatus
+
+    since = now() - timedelta(days=days)
+    paid, refunded = db.session.query(
+        func.coalesce(func.sum(Payment.amount), 0),
+        func.coalesce(func.sum(Payment.refunded_amount), 0)).filter(
+        Payment.status == PaymentStatus.succeeded, Payment.paid_at >= since).one()
+    paid, refunded = Decimal(paid), Decimal(refunded)
+    return {"keys": ["kept", "refunded"], "labels": [str(_l("Kept")), str(_l("Refunded"))],
+            "values": [f"{paid - refunded:.2f}", f"{refunded:.2f}"],
+            "rate": f"{(refunded / paid if paid else Decimal(0)):.4f}"}
+
+
+def after_sale_refunds_per_day(days: int = MONEY_DAYS) -> dict:
+    """After-sales refunded per business day (the viewer's shop only)."""
+    from models.after_sale import AfterSale, AfterSaleStatus
+
+    rows = scope_query(db.session.query(AfterSale.finished_at, AfterSale.amount), AfterSale) \
+        .filter(AfterSale.status == AfterSaleStatus.refunded,
+                AfterSale.finished_at >= now() - timedelta(days=days + 1)).all()
+    return _money_per_day(rows, days)
+
+
+def settlement_due() -> dict:
+    """What statements owe shops and is not paid yet, drafts and approved (the viewer's shop
+    only)."""
+    from models.finance import Settlement
+
+    rows = dict(scope_query(db.session.query(Settlement.status, func.sum(Settlement.net)),
+                            Settlement).filter(Settlement.status.in_(["draft", "approved"]))
+                .group_by(Settlement.status).all())
+    return {"keys": ["draft", "approved"], "labels": [str(_l("Draft")), str(_l("Approved"))],
+            "values": [f"{Decimal(rows.get(k) or 0):.2f}" for k in ("draft", "approved")]}
+
+
+register_panel(Panel("payments_per_day", _l("Payments per day"), "line",
+                     ("can_list", "PaymentView"), payments_per_day))
+register_panel(Panel("refunds_per_day", _l("Refunds per day"), "line",
+                     ("can_list", "PaymentRefundView"), refunds_per_day))
+register_panel(Panel("refund_rate", _l("Refund rate (30 days)"), "doughnut",
+                     ("can_list", "PaymentView"), refund_rate))
+register_panel(Panel("after_sale_refunds", _l("After-sales refunded per day"), "line",
+                     ("can_list", "AfterSaleView"), after_sale_refunds_per_day))
+register_panel(Panel("settlement_due", _l("Settlement due"), "bar",
+                     ("can_list", "SettlementView"), settlement_due))

@@ -10,6 +10,7 @@ import json
 import secrets
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from flask import current_app
@@ -261,6 +262,30 @@ def place(body: dict, key: str) -> Placed:
     _attach_reservations(orders, reservations)
     publish("trade.placed", {"trade_id": trade["id"]})
     return Placed(trade["id"], True)
+
+
+def place_replacement(original: Order, sku_id: int, quantity: int, key: str) -> int:
+    """A replacement (换货补发): a free order for the same buyer, address and SKU, paid at
+    once, so it is reserved, dispatched and shipped like any order. `key` makes it once only:
+    the same key answers the trade it made."""
+    sku = db.session.connection().execute(_CART, {"sku_ids": [sku_id]}).first()
+    if sku is None:
+        raise ValidationFailed.field("sku_id", "Related record not found.")
+    buyer = SimpleNamespace(member_id=original.member_id, **original.address)
+    body = {"replacement_of": original.id, "sku_id": sku_id, "quantity": quantity}
+    existing = _replayed(key, body)
+    if existing is not None:
+        return existing
+    priced = [{"sku": sku, "quantity": quantity, "unit_price": ZERO, "amount": ZERO,
+               "discount": ZERO, "payable": ZERO, "order_type": "normal"}]
+    trade = _claimed_trade(buyer, priced, key, _request_hash(body))
+    orders = _new_orders(trade, buyer, priced)
+    stocked = [(line["sku_id"], line["quantity"]) for line in orders[0]["lines"]
+               if ships_from_stock(line["goods_kind"], line["fulfilment"])]
+    reservations = inventory.reserve(stocked, trade["trade_no"], buyer.province_code)
+    _attach_reservations(orders, reservations)
+    pay_locked(trade_for_update(trade["id"]), f"Replacement for order {original.order_no}")
+    return trade["id"]
 
 
 def _claimed_trade(buyer, priced, key: str, request_hash: str) -> dict:

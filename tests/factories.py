@@ -15,6 +15,8 @@ from app.extensions import db
 from models.after_sale import AfterSale, AfterSaleEvent
 from models.audit import AuditLog
 from models.finance import Settlement
+from models.invoice import Invoice
+from models.ticket import Agent, CallRecord, Ticket, TicketMessage, TicketQueue
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress
@@ -262,7 +264,81 @@ def _settlement_row(shop: Shop):
     return statement
 
 
+def ticket_queue(skill: str = "general") -> "TicketQueue":
+    from models.ticket import TicketQueue
+
+    queue = TicketQueue.query.filter_by(skill=skill).first()
+    if queue is None:
+        queue = TicketQueue(name=f"Queue {skill} {next(_serial)}", skill=skill,
+                            response_minutes=30, resolve_minutes=240, enabled=True)
+        db.session.add(queue)
+        db.session.commit()
+    return queue
+
+
+def _ticket_body(shop: Shop | None) -> dict:
+    """A complaint about an order of `shop` (an existing one when there is one, so that
+    building the body writes nothing to the shop)."""
+    order_ = None
+    if shop is not None:
+        order_ = Order.query.filter_by(shop_id=shop.id).order_by(Order.id).first() or \
+            make_order(shop)
+    return {"queue_id": ticket_queue().id, "subject": "Where is my parcel?",
+            "message": "Ordered a week ago.", "source": "complaint",
+            "order_id": order_.id if order_ else None}
+
+
+def _ticket_row(shop: Shop):
+    from services import ticket
+
+    body = _ticket_body(shop)
+    with acting_as(Actor.system("factory")):
+        made = ticket.open_ticket(body["queue_id"], body["subject"], message=body["message"],
+                                  source="complaint", order_id=body["order_id"])
+        db.session.commit()
+    return made
+
+
+def _call_row(shop: Shop):
+    from services import ticket
+
+    made = _ticket_row(shop)
+    with acting_as(Actor.system("factory")):
+        record = ticket.call(made.id)
+        db.session.commit()
+    return record
+
+
+def _invoice_body(shop: Shop | None) -> dict:
+    """An invoice request for a paid order of `shop` without one (made when none is left)."""
+    from models.invoice import Invoice
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    invoiced = {i.order_id for i in Invoice.query.filter_by(shop_id=shop.id)}
+    order_ = next((o for o in Order.query.filter(Order.shop_id == shop.id,
+                                                 Order.status.in_(["paid", "fulfilling"]))
+                   .order_by(Order.id) if o.id not in invoiced), None) or paid_order(shop)
+    return {"order_id": order_.id, "kind": "personal", "title": "王小明"}
+
+
+def _invoice_row(shop: Shop):
+    """An invoice request of `shop`, and a spare paid order left to invoice (so that a later
+    request body for the shop is made without writing)."""
+    from services import invoice
+
+    paid_order(shop)
+    body = _invoice_body(shop)
+    with acting_as(Actor.system("factory")):
+        made = invoice.request(body["order_id"], "personal", body["title"])
+        db.session.commit()
+    return made
+
+
 ROW_FACTORIES = {
+    Invoice: _invoice_row,
+    Ticket: _ticket_row,
+    TicketMessage: lambda shop: _ticket_row(shop).messages[0],
+    CallRecord: _call_row,
     Settlement: _settlement_row,
     AfterSale: _after_sale_row,
     AfterSaleEvent: lambda shop: _after_sale_row(shop).timeline[0],
@@ -350,7 +426,22 @@ API_BODIES = {
     Spu: lambda shop: spu_body(shop),
     AfterSale: _after_sale_body,
     Settlement: _settlement_body,
+    Ticket: _ticket_body,
+    Invoice: _invoice_body,
+    TicketQueue: lambda shop: {"name": f"Queue {next(_serial)}", "skill": "general",
+                               "response_minutes": 30, "resolve_minutes": 240,
+                               "enabled": True},
+    Agent: lambda shop: {"user_id": _agent_user().id, "skills": ["general"], "available": True},
 }
+
+
+def _agent_user():
+    from services.security import upsert_user
+
+    with acting_as(Actor.system("factory")):
+        user, _ = upsert_user(f"agent{next(_serial)}", "Agent-pass-1", "CustomerService")
+        db.session.commit()
+    return user
 
 
 def api_body(model, shop: Shop | None) -> dict:

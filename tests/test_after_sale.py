@@ -235,3 +235,25 @@ def race(app, clients, attempt):
     for thread in threads:
         thread.join()
     return outcomes
+
+
+def test_an_exchange_sends_a_free_replacement_once_the_goods_are_back(app, api, shops, users):
+    paid = paid_order(shops["A"])
+    line = paid.lines[0]
+    ship_and_deliver(paid.id)
+    stock = Stock.query.filter_by(sku_id=line.sku_id).one()
+    on_hand, reserved = stock.on_hand, stock.reserved
+    item = ask(api, line.id, kind="exchange", amount="99.00").json["result"]
+    assert item["amount"] == "0.00"                                   # nothing is refunded
+    step(api, item["id"], "approve")
+    step(api, item["id"], "return-shipped", who="Storefront", carrier="SF",
+         tracking_no="SF0000009")
+    done = step(api, item["id"], "receive").json["result"]
+    assert done["status"] == "closed" and done["replacement_order_id"]
+    replacement = reload(Order, done["replacement_order_id"])
+    assert (replacement.status, replacement.payable, replacement.member_id) == \
+        ("fulfilling", Decimal("0.00"), paid.member_id)
+    assert replacement.address == paid.address
+    assert ShippingNotice.query.filter_by(order_id=replacement.id).count() == 1
+    stock = reload(Stock, stock.id)
+    assert (stock.on_hand, stock.reserved) == (on_hand + 1, reserved + 1)

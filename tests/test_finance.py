@@ -261,3 +261,85 @@ def test_a_settlement_counts_payments_less_commission_and_refunds_once(app, api,
     assert api("merchant_b").get("/api/v1/settlement/").json["count"] == 0
     assert api("merchant_a").post(f"/api/v1/settlement/{pk}/approve",
                                   json={}).status_code == 403
+
+
+def test_money_panels_match_the_records_and_merchants_see_their_own(app, api, shops, users,
+                                                                    browser):
+    from services import dashboard
+    from services.clock import business_date
+    from tests.factories import _settlement_row
+
+    placed = paid_by_gateway(app, api, shops["A"])           # 198.00
+    refund_line(placed, Decimal("50.00"))
+    _settlement_row(shops["A"])                               # a draft for shop A
+    today = business_date().isoformat()
+    with acting_as(Actor.system("test")):
+        paid = dashboard.payments_per_day()
+        assert paid["values"][paid["keys"].index(today)] == "198.00"
+        refunded = dashboard.refunds_per_day()
+        assert refunded["values"][refunded["keys"].index(today)] == "50.00"
+        rate = dashboard.refund_rate()
+        assert rate["values"] == ["148.00", "50.00"] and rate["rate"] == "0.2525"
+        assert dashboard.settlement_due()["values"][0] == "95.00"   # 100 less 5 % commission
+    page = browser("merchant_b").get("/").get_data(as_text=True)
+    assert "settlement_due" in page and "95.00" not in page
+    assert "95.00" in browser("merchant_a").get("/").get_data(as_text=True)
+    assert "refund_rate" in browser("Finance").get("/").get_data(as_text=True)
+
+
+def test_the_other_mismatch_kinds_are_found_too(app, api, shops, users):
+    """Refund missing or of another amount at the gateway, a trade paid although no attempt
+    succeeded, and a trade whose payments kept another amount than its payable."""
+    refund_missing = paid_by_gateway(app, api, shops["A"])
+    refund_line(refund_missing, Decimal("10.00"))
+    refund_differs = paid_by_gateway(app, api, shops["A"])
+    refund_line(refund_differs, Decimal("20.00"))
+    offline = make_order(shops["A"], quantity=1)
+    start(api, offline.trade_id)                      # an attempt that never succeeded …
+    with acting_as(Actor.system("test")):
+        order.mark_paid(offline.trade_id, "… then paid at the counter")
+        db.session.commit()
+    kept_other = paid_by_gateway(app, api, shops["B"])
+
+    def refund_of(placed):
+        payment = Payment.query.filter_by(trade_id=placed.trade_id).one()
+        return PaymentRefund.query.filter_by(payment_id=payment.id).one()
+
+    refund_of(refund_missing).status = "submitted"    # its notification never came
+    SandboxTransaction.query.filter_by(
+        out_refund_no=refund_of(refund_differs).out_refund_no).one().amount = Decimal("2.00")
+    db.session.get(order.Trade, kept_other.trade_id).payable = Decimal("250.00")
+    db.session.commit()
+    found = sorted(item.kind for item in reconcile().items)
+    assert found == ["refund_amount_differs", "refund_missing", "trade_amount_differs",
+                     "trade_paid_without_payment"], found
+
+
+class DownGateway:
+    """A gateway whose refund endpoint cannot be reached."""
+
+    channel = "sandbox"
+
+    def refund(self, *args):
+        raise ConnectionError("gateway unreachable")
+
+
+def test_a_refund_that_cannot_reach_the_gateway_is_retried_then_queued_for_a_person(
+        app, api, shops, users, monkeypatch):
+    from services import gateways, payment as payments, scheduler
+
+    placed = paid_by_gateway(app, api, shops["A"])
+    real = gateways.gateway("sandbox")
+    monkeypatch.setattr(gateways, "gateway", lambda channel: DownGateway())
+    refund_line(placed, Decimal("30.00"))
+    refund = PaymentRefund.query.one()
+    assert (refund.status, refund.attempts) == ("pending", 1)
+    assert "unreachable" in refund.last_error
+    with acting_as(Actor.system("tick")):
+        for _ in range(payments.MAX_REFUND_ATTEMPTS - 1):
+            scheduler.tasks()["payments.retry_refunds"]()
+    db.session.expire_all()
+    refund = PaymentRefund.query.one()
+    assert (refund.status, refund.attempts) == ("failed", payments.MAX_REFUND_ATTEMPTS)
+    assert Payment.query.one().refunded_amount == Decimal("0.00")   # refundable again
+    monkeypatch.setattr(gateways, "gateway", lambda channel: real)

@@ -18,8 +18,11 @@ def register(appbuilder) -> None:
                                JournalLineView, ReconciliationItemApi, ReconciliationItemView,
                                ReconciliationRunApi, ReconciliationRunView, SettlementApi,
                                SettlementView)
+    from views.invoice import InvoiceApi, InvoiceView
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
+    from views.ticket import (AgentApi, CallRecordApi, CallRecordView, TicketApi,
+                              TicketMessageApi, TicketQueueApi, TicketQueueView, TicketView)
     from views.storage import UploadedFileApi, UploadedFileView
 
     appbuilder.add_view(ShopView, "Shops", label=_l("Shops"), icon="fa-shopping-bag",
@@ -78,6 +81,16 @@ def register(appbuilder) -> None:
     for api in (PaymentApi, PaymentRefundApi):
         appbuilder.add_api(api)
 
+    service = dict(category="Customer service", category_label=_l("Customer service"),
+                   category_icon="fa-headphones")
+    appbuilder.add_view(TicketView, "Tickets", label=_l("Tickets"), icon="fa-ticket",
+                        **service)
+    appbuilder.add_view(TicketQueueView, "Ticket queues", label=_l("Ticket queues"),
+                        icon="fa-inbox", **service)
+    appbuilder.add_view(CallRecordView, "Calls", label=_l("Calls"), icon="fa-phone", **service)
+    for api in (TicketApi, TicketMessageApi, CallRecordApi, TicketQueueApi, AgentApi):
+        appbuilder.add_api(api)
+
     money = dict(category="Finance", category_label=_l("Finance"), category_icon="fa-book")
     appbuilder.add_view(JournalEntryView, "Journal", label=_l("Journal"), icon="fa-book",
                         **money)
@@ -89,6 +102,9 @@ def register(appbuilder) -> None:
                         icon="fa-exclamation-triangle", **money)
     appbuilder.add_view(SettlementView, "Settlements", label=_l("Settlements"),
                         icon="fa-handshake-o", **money)
+    appbuilder.add_view(InvoiceView, "Invoices", label=_l("Invoices"), icon="fa-file-o",
+                        **money)
+    appbuilder.add_api(InvoiceApi)
     for api in (JournalEntryApi, JournalLineApi, ReconciliationRunApi, ReconciliationItemApi,
                 FinanceApi, SettlementApi):
         appbuilder.add_api(api)

@@ -15,7 +15,8 @@ from views.schema import MoneyField, ReasonSchema, StrictInteger, json_body, loa
 AFTER_SALE_COLUMNS = ["id", "after_sale_no", "shop_id", "order_id", "order_line_id",
                       "member_id", "kind", "quantity", "amount", "reason", "no_reason",
                       "evidence", "status", "reject_reason", "return_carrier",
-                      "return_tracking_no", "payment_refund_id", "created_at", "finished_at"]
+                      "return_tracking_no", "payment_refund_id", "replacement_order_id",
+                      "created_at", "finished_at"]
 
 
 class AfterSaleRequestSchema(Schema):
