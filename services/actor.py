@@ -89,6 +89,20 @@ def scope_query(query, model):
     return query if condition is None else query.filter(condition)
 
 
+def is_row_id(value) -> bool:
+    """A value that can be a row id (an INTEGER primary key); anything else finds nothing."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+
+
+def visible_row(model, pk):
+    """The row of `model` with id `pk` if the current actor may see it, else None."""
+    from app.extensions import db
+
+    if not is_row_id(pk):
+        return None
+    return scope_query(db.session.query(model), model).filter(model.id == pk).one_or_none()
+
+
 def scope_condition(model):
     """The WHERE condition of `scope_query`: None (staff, jobs, or a model without a shop),
     FALSE (no shop to see), or `shop column = the merchant's shop`."""

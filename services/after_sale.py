@@ -24,7 +24,7 @@ from models.order import NoticeStatus, Order, OrderLine, OrderStatus, ShippingNo
 from models.payment import Payment, PaymentStatus
 from models.product import Category, Spu
 from services import inventory, order, payment
-from services.actor import current_actor, scope_query
+from services.actor import current_actor, scope_query, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
@@ -115,8 +115,7 @@ def request(line_id, kind, quantity, amount: Decimal, reason, no_reason: bool = 
 
 
 def _visible_line(line_id) -> OrderLine:
-    line = scope_query(db.session.query(OrderLine), OrderLine).filter(
-        OrderLine.id == line_id).one_or_none() if isinstance(line_id, int) else None
+    line = visible_row(OrderLine, line_id)
     if line is None:
         raise ValidationFailed.field("order_line_id", "Related record not found.")
     return line
@@ -309,8 +308,7 @@ def _release_stock(notice: ShippingNotice, sku_id: int, quantity: int, reference
 # -- steps --------------------------------------------------------------------------------------
 
 def visible(after_sale_id) -> AfterSale:
-    item = scope_query(db.session.query(AfterSale), AfterSale).filter(
-        AfterSale.id == after_sale_id).one_or_none() if isinstance(after_sale_id, int) else None
+    item = visible_row(AfterSale, after_sale_id)
     if item is None:
         raise NotFoundError("Not found")
     return item

@@ -32,6 +32,7 @@ from models.order import Order, Trade
 from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from models.shop import Shop
 from services import gateways
+from services.actor import is_row_id, visible_row
 from services.clock import business_date, business_zone, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
@@ -325,8 +326,7 @@ def settle(shop_id, period_end: date) -> Settlement:
     of the same lines fails on the unique line and is refused)."""
     from services.actor import ALL_SHOPS, shop_scope_of
 
-    shop = db.session.get(Shop, shop_id) if isinstance(shop_id, int) and \
-        not isinstance(shop_id, bool) and 0 < shop_id < 2**31 else None
+    shop = db.session.get(Shop, shop_id) if is_row_id(shop_id) else None
     if shop is None:
         raise ValidationFailed.field("shop_id", "Related record not found.")
     scope = shop_scope_of(Settlement)
@@ -373,12 +373,7 @@ def settle(shop_id, period_end: date) -> Settlement:
 
 
 def _settlement_for_update(settlement_id) -> Settlement:
-    from services.actor import scope_query
-
-    visible = scope_query(db.session.query(Settlement), Settlement).filter(
-        Settlement.id == settlement_id).one_or_none() \
-        if isinstance(settlement_id, int) and 0 < settlement_id < 2**31 else None
-    if visible is None:
+    if visible_row(Settlement, settlement_id) is None:
         raise NotFoundError("Not found")
     statement = db.session.scalars(select(Settlement).where(Settlement.id == settlement_id)
                                    .with_for_update()).one()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.extensions import db
 from models.invoice import INVOICE_KINDS, Invoice
 from models.order import Order, OrderStatus
-from services.actor import scope_query
+from services.actor import visible_row
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
@@ -60,9 +60,7 @@ def _refunded(order_id: int) -> Decimal:
 
 def request(order_id, kind, title, tax_id=None) -> Invoice:
     """The buyer asks for the order's invoice (one per order)."""
-    target = scope_query(db.session.query(Order), Order).filter(
-        Order.id == order_id).one_or_none() if isinstance(order_id, int) and \
-        0 < order_id < 2**31 else None
+    target = visible_row(Order, order_id)
     if target is None:
         raise ValidationFailed.field("order_id", "Related record not found.")
     if kind not in INVOICE_KINDS:
@@ -93,10 +91,7 @@ def request(order_id, kind, title, tax_id=None) -> Invoice:
 
 
 def _for_update(invoice_id) -> Invoice:
-    visible = scope_query(db.session.query(Invoice), Invoice).filter(
-        Invoice.id == invoice_id).one_or_none() if isinstance(invoice_id, int) and \
-        0 < invoice_id < 2**31 else None
-    if visible is None:
+    if visible_row(Invoice, invoice_id) is None:
         raise NotFoundError("Not found")
     invoice = db.session.scalars(select(Invoice).where(Invoice.id == invoice_id)
                                  .with_for_update()).one()

@@ -16,7 +16,7 @@ from models.order import Order
 from models.ticket import (PRIORITIES, TICKET_SOURCES, Agent, CallRecord, Ticket,
                            TicketMessage, TicketQueue)
 from services import telephony
-from services.actor import current_actor, scope_query
+from services.actor import current_actor, is_row_id, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
@@ -49,8 +49,7 @@ def author_kind() -> str:
 
 def open_ticket(queue_id, subject, *, message=None, source="manual", order_id=None,
                 member_id=None, priority="normal", after_sale=None) -> Ticket:
-    queue = db.session.get(TicketQueue, queue_id) if isinstance(queue_id, int) and \
-        0 < queue_id < 2**31 else None
+    queue = db.session.get(TicketQueue, queue_id) if is_row_id(queue_id) else None
     if queue is None or not queue.enabled:
         raise ValidationFailed.field("queue_id", "Related record not found.")
     subject = _text(subject, "subject", 255)
@@ -60,13 +59,11 @@ def open_ticket(queue_id, subject, *, message=None, source="manual", order_id=No
         raise ValidationFailed.field("priority", f"One of: {', '.join(PRIORITIES)}.")
     shop_id = None
     if order_id is not None:
-        found = scope_query(db.session.query(Order), Order).filter(
-            Order.id == order_id).one_or_none() if isinstance(order_id, int) and \
-            0 < order_id < 2**31 else None
+        found = visible_row(Order, order_id)
         if found is None:
             raise ValidationFailed.field("order_id", "Related record not found.")
         shop_id, member_id = found.shop_id, member_id or found.member_id
-    if member_id is not None and (not isinstance(member_id, int) or not 0 < member_id < 2**31
+    if member_id is not None and (not is_row_id(member_id)
                                   or db.session.get(Member, member_id) is None):
         raise ValidationFailed.field("member_id", "Related record not found.")
     if current_actor().merchant:
@@ -132,9 +129,7 @@ def _from_after_sale(payload: dict) -> None:
 # -- the conversation and the steps ------------------------------------------------------------
 
 def visible(ticket_id) -> Ticket:
-    ticket = scope_query(db.session.query(Ticket), Ticket).filter(
-        Ticket.id == ticket_id).one_or_none() if isinstance(ticket_id, int) and \
-        0 < ticket_id < 2**31 else None
+    ticket = visible_row(Ticket, ticket_id)
     if ticket is None:
         raise NotFoundError("Not found")
     return ticket
@@ -193,8 +188,7 @@ def reassign(ticket_id, agent_id=None) -> Ticket:
     if agent_id is None:
         assign(ticket)
         return ticket
-    agent = db.session.get(Agent, agent_id) if isinstance(agent_id, int) and \
-        0 < agent_id < 2**31 else None
+    agent = db.session.get(Agent, agent_id) if is_row_id(agent_id) else None
     if agent is None:
         raise ValidationFailed.field("agent_id", "Related record not found.")
     ticket.assignee_id = agent.id
@@ -233,9 +227,7 @@ def call(ticket_id) -> CallRecord:
 
 def hang_up(call_record_id) -> CallRecord:
     """The call ended: its duration and recording come from the adapter."""
-    record = scope_query(db.session.query(CallRecord), CallRecord).filter(
-        CallRecord.id == call_record_id).one_or_none() if isinstance(call_record_id, int) \
-        and 0 < call_record_id < 2**31 else None
+    record = visible_row(CallRecord, call_record_id)
     if record is None:
         raise NotFoundError("Not found")
     if record.status != "in_progress":
