@@ -57,7 +57,8 @@ ROLES: dict[str, dict[str, object]] = {
                  "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE,
                  "after_sale": WRITE, "settlement": READ,
                  # the shop's tickets: read, answer, resolve; never open or reassign them
-                 "ticket": (READ, {"can_reply", "can_resolve"}), "ticket_internal": READ,
+                 "ticket": (READ, {"can_reply", "can_resolve", "can_conversation"}),
+                 "ticket_internal": READ,
                  "invoice": (READ, {"can_issue"})},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.

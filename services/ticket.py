@@ -16,7 +16,7 @@ from models.order import Order
 from models.ticket import (PRIORITIES, TICKET_SOURCES, Agent, CallRecord, Ticket,
                            TicketMessage, TicketQueue)
 from services import telephony
-from services.actor import current_actor, is_row_id, visible_row
+from services.actor import current_actor, is_row_id, scope_query, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
@@ -130,6 +130,14 @@ def _from_after_sale(payload: dict) -> None:
 
 def visible(ticket_id) -> Ticket:
     ticket = visible_row(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFoundError("Not found")
+    return ticket
+
+
+def visible_by_number(ticket_no) -> Ticket:
+    ticket = scope_query(db.session.query(Ticket), Ticket).filter(
+        Ticket.ticket_no == ticket_no).one_or_none() if isinstance(ticket_no, str) else None
     if ticket is None:
         raise NotFoundError("Not found")
     return ticket

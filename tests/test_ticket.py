@@ -191,3 +191,24 @@ def test_control_unlocked_assignment_piles_on_one_agent(app, shops, monkeypatch)
     for thread in threads:
         thread.join()
     assert sorted(Ticket.query.filter_by(assignee_id=a.id).count() for a in agents) == [0, 2]
+
+
+def test_agents_and_the_shops_merchants_answer_from_the_console(app, api, browser, shops,
+                                                                users):
+    from models.ticket import TicketMessage
+
+    made = open_one(order_id=make_order(shops["A"]).id, message="Where is it?")
+    page = f"/ticketview/conversation/{made.ticket_no}"
+    agent_screen = browser("CustomerService")
+    assert "Where is it?" in agent_screen.get(page).get_data(as_text=True)
+    agent_screen.post_form(page, {"body": "Checking with the warehouse", "internal": "y"},
+                           token_from=page)
+    merchant = browser("merchant_a")
+    merchant.post_form(page, {"body": "It left today."}, token_from=page)
+    bodies = [(m.author_kind, m.internal, m.body) for m in
+              TicketMessage.query.filter_by(ticket_id=made.id).order_by(TicketMessage.id)]
+    assert bodies[1:] == [("agent", True, "Checking with the warehouse"),
+                          ("merchant", False, "It left today.")]
+    assert browser("merchant_b").get(page).status_code == 404
+    listing = agent_screen.get("/ticketview/list/").get_data(as_text=True)
+    assert page in listing

@@ -2,7 +2,10 @@
 and the shop's merchants answer) and the console screens (queues, agents, tickets with their
 SLA, calls)."""
 from markupsafe import Markup
+from flask import flash, redirect, request, url_for
+from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
 
@@ -11,6 +14,7 @@ from models.ticket import (PRIORITIES, TICKET_SOURCES, Agent, CallRecord, Ticket
                            TicketMessage, TicketQueue)
 from services import ticket as tickets
 from services.clock import business_time_text
+from services.errors import HoutaiError
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_action, api_errors)
 from views.schema import StrictInteger, json_body, load_or_422
@@ -224,6 +228,10 @@ def _check_skills(agent) -> None:
         raise ValidationFailed.field("skills", "A list of skill names, e.g. [\"after_sale\"].")
 
 
+def _conversation_link(ticket_no) -> Markup:
+    return Markup('<a href="/ticketview/conversation/%s">%s</a>') % (ticket_no, ticket_no)
+
+
 def _sla(value) -> Markup:
     """Resolve-by time; overdue tickets stand out."""
     due, overdue = value
@@ -247,8 +255,31 @@ class TicketView(ReadOnlyModelView):
     show_columns = ["ticket_no", "shop", "queue", "source", "subject", "priority", "status",
                     "assignee", "sla", "first_response_at", "created_at"]
     search_columns = ["ticket_no", "queue", "status", "priority", "created_at"]
-    formatters_columns = {"sla": _sla}
+    formatters_columns = {"sla": _sla, "ticket_no": _conversation_link}
     base_order = ("id", "desc")
+    include_route_methods = ReadOnlyModelView.include_route_methods | {"conversation"}
+    base_permissions = ReadOnlyModelView.base_permissions + ["can_conversation"]
+
+    @expose("/conversation/<ticket_no>", methods=["GET", "POST"])
+    @has_access
+    def conversation(self, ticket_no):
+        """The ticket's conversation; agents and the shop's merchants answer here."""
+        found = tickets.visible_by_number(ticket_no)
+        if request.method == "POST":
+            try:
+                tickets.reply(found.id, request.form.get("body"),
+                              request.form.get("internal") == "y")
+                db.session.commit()
+                return redirect(url_for(f"{self.endpoint}.conversation", ticket_no=ticket_no))
+            except HoutaiError as err:
+                db.session.rollback()
+                flash("; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in err.errors.items())
+                      or err.message, "danger")
+        due, overdue = found.sla()
+        return self.render_template(
+            "houtai/ticket_conversation.html", ticket=found, overdue=overdue,
+            due=business_time_text(due), messages=tickets.conversation(found, False),
+            title=found.ticket_no, appbuilder=self.appbuilder)
 
 
 class TicketQueueView(HoutaiModelView):
