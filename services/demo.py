@@ -19,6 +19,8 @@ DEMO_USERS = [
     ("merchant_a", "Merchant", "A"),
     ("merchant_b", "Merchant", "B"),
     ("storefront", "Storefront", None),
+    ("cs", "CustomerService", None),
+    ("finance", "Finance", None),
 ]
 
 
@@ -58,3 +60,6 @@ def load_products() -> None:
         demo_product.load_shop_products(Shop.query.filter_by(code=code).one())
     demo_product.load_stock()
     demo_product.load_members_and_trades()
+    from services import demo_money
+
+    demo_money.load_money()

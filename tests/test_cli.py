@@ -54,7 +54,7 @@ def test_demo_is_idempotent_and_resets_passwords(app, monkeypatch):
     second = houtai(app, "demo")
     assert second.exit_code == 0 and "Demo-pass-1" in second.output
     assert Shop.query.count() == 3
-    assert UserAccount.query.count() == 6
+    assert UserAccount.query.count() == 8
     assert app.appbuilder.sm.auth_user_db("merchant_a", "Demo-pass-1") is not None
 
 
