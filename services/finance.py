@@ -13,6 +13,7 @@ own transaction (its delivery row makes it exactly-once; `JournalEntry.source` g
                             and the commission's share)
                             otherwise:   Dr 2202
     after_sale.refunded     (offline trades) as payment.refunded         Cr 1001
+    settlement.paid         Dr 2201 (the shop's statement)               Cr 1003 (the bank)
 
 Commission is the shop's `commission_rate` of what the buyer paid for its order (to the cent,
 half up), and is given back in the same proportion on refunds. Balances are sums of lines;
@@ -399,10 +400,16 @@ def pay_settlement(settlement_id, reference) -> Settlement:
         raise ConflictError("Only an approved statement is paid", {"status": [statement.status]})
     statement.status, statement.paid_at = "paid", now()
     statement.payment_reference = reference.strip()
-    post("settlement", [(PAYABLES, statement.shop_id, statement.net, ZERO),
-                        ("1003", None, ZERO, statement.net)],
-         reference=statement.settlement_no, source=f"settlement.paid:{statement.id}",
-         memo=f"Transfer {statement.payment_reference}")
     publish("settlement.paid", {"settlement_id": statement.id, "net": f"{statement.net:.2f}"},
             shop_id=statement.shop_id)
     return statement
+
+
+@subscribe("settlement.paid", "finance.post_settlement")
+def _settlement_paid(payload: dict) -> None:
+    """The transfer to the shop: Dr 2201 (what it was owed) / Cr 1003 (the bank)."""
+    statement = db.session.get(Settlement, payload["settlement_id"])
+    post("settlement", [(PAYABLES, statement.shop_id, statement.net, ZERO),
+                        ("1003", None, ZERO, statement.net)],
+         reference=statement.settlement_no, source=f"settlement.paid:{statement.id}",
+         occurred_at=statement.paid_at, memo=f"Transfer {statement.payment_reference}")
