@@ -59,7 +59,7 @@ ROLES: dict[str, dict[str, object]] = {
                  # the shop's tickets: read, answer, resolve; never open or reassign them
                  "ticket": (READ, {"can_reply", "can_resolve", "can_conversation"}),
                  "ticket_internal": READ,
-                 "invoice": (READ, {"can_issue"})},
+                 "invoice": (READ, {"can_issue"}), "marketing": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
@@ -69,7 +69,9 @@ ROLES: dict[str, dict[str, object]] = {
                    "after_sale": (READ, {"can_post", "can_return_shipped", "can_close"}),
                    # the buyer's complaints and chat: open, read (no internal notes), write
                    "ticket": (READ, {"can_post", "can_reply"}),
-                   "invoice": (READ, {"can_post"})},
+                   "invoice": (READ, {"can_post"}),
+                   # members claim coupons into their wallets
+                   "marketing": (READ, {"can_claim"})},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

@@ -1,3 +1,4 @@
 """All models, imported so that one MetaData knows every table (migrations, create_all)."""
 from models import (after_sale, audit, events, finance, inventory, invoice,  # noqa: F401
-                    member, order, payment, product, security, shop, storage, ticket)
+                    marketing, member, order, payment, product, security, shop, storage,
+                    ticket)

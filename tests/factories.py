@@ -16,6 +16,7 @@ from models.after_sale import AfterSale, AfterSaleEvent
 from models.audit import AuditLog
 from models.finance import Settlement
 from models.invoice import Invoice
+from models.marketing import Coupon, MemberCoupon
 from models.ticket import Agent, CallRecord, Ticket, TicketMessage, TicketQueue
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
@@ -334,7 +335,54 @@ def _invoice_row(shop: Shop):
     return made
 
 
+def coupon_body(shop: Shop | None, **overrides) -> dict:
+    from datetime import timedelta
+
+    from services import clock
+
+    start = clock.now() - timedelta(days=1)
+    body = {"name": f"Coupon {next(_serial)}", "kind": "threshold", "amount": "10.00",
+            "threshold": "100.00", "scope": "all", "scope_ids": [],
+            "starts_at": start.isoformat(), "ends_at": (start + timedelta(days=30)).isoformat(),
+            "total_quantity": 100, "per_member_limit": 1, "stackable": False,
+            "claimable": True, "enabled": True}
+    if shop is not None:
+        body["shop_id"] = shop.id
+    body.update(overrides)
+    return body
+
+
+def make_coupon(shop: Shop | None, **overrides) -> "Coupon":
+    from datetime import datetime
+    from decimal import Decimal as D
+
+    from models.marketing import Coupon
+
+    body = coupon_body(shop, **overrides)
+    for money in ("amount", "threshold", "cap"):
+        if body.get(money) is not None:
+            body[money] = D(body[money])
+    for moment in ("starts_at", "ends_at"):
+        body[moment] = datetime.fromisoformat(body[moment])
+    coupon = Coupon(**body)
+    db.session.add(coupon)
+    db.session.commit()
+    return coupon
+
+
+def _member_coupon_row(shop: Shop):
+    from services import marketing
+
+    coupon = make_coupon(shop)
+    with acting_as(Actor.system("factory")):
+        granted = marketing.claim(coupon.id, make_member().id)
+        db.session.commit()
+    return granted
+
+
 ROW_FACTORIES = {
+    Coupon: make_coupon,
+    MemberCoupon: _member_coupon_row,
     Invoice: _invoice_row,
     Ticket: _ticket_row,
     TicketMessage: lambda shop: _ticket_row(shop).messages[0],
@@ -428,6 +476,7 @@ API_BODIES = {
     Settlement: _settlement_body,
     Ticket: _ticket_body,
     Invoice: _invoice_body,
+    Coupon: coupon_body,
     TicketQueue: lambda shop: {"name": f"Queue {next(_serial)}", "skill": "general",
                                "response_minutes": 30, "resolve_minutes": 240,
                                "enabled": True},

@@ -19,6 +19,7 @@ def register(appbuilder) -> None:
                                ReconciliationRunApi, ReconciliationRunView, SettlementApi,
                                SettlementView)
     from views.invoice import InvoiceApi, InvoiceView
+    from views.marketing import CouponApi, CouponView, MemberCouponApi, MemberCouponView
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
     from views.ticket import (AgentApi, CallRecordApi, CallRecordView, TicketApi,
@@ -89,6 +90,15 @@ def register(appbuilder) -> None:
                         icon="fa-inbox", **service)
     appbuilder.add_view(CallRecordView, "Calls", label=_l("Calls"), icon="fa-phone", **service)
     for api in (TicketApi, TicketMessageApi, CallRecordApi, TicketQueueApi, AgentApi):
+        appbuilder.add_api(api)
+
+    marketing = dict(category="Marketing", category_label=_l("Marketing"),
+                     category_icon="fa-bullhorn")
+    appbuilder.add_view(CouponView, "Coupons", label=_l("Coupons"), icon="fa-ticket",
+                        **marketing)
+    appbuilder.add_view(MemberCouponView, "Coupon wallets", label=_l("Coupon wallets"),
+                        icon="fa-credit-card", **marketing)
+    for api in (CouponApi, MemberCouponApi):
         appbuilder.add_api(api)
 
     money = dict(category="Finance", category_label=_l("Finance"), category_icon="fa-book")
