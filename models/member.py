@@ -1,9 +1,10 @@
-"""会员中心 (basic): members (buyers) and their shipping addresses."""
-from sqlalchemy import Boolean, Column, ForeignKey, Integer, String
+"""会员中心: members (buyers), their shipping addresses and their points ledger."""
+from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Integer, String,
+                        UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
-from models.base import TimestampMixin
+from models.base import TimestampMixin, UTCDateTime, utcnow
 
 
 class Member(TimestampMixin, db.Model):
@@ -42,3 +43,25 @@ class MemberAddress(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"{self.recipient} {self.district_code}"
+
+
+class PointsLedger(db.Model):
+    """积分流水: every change of a member's points. The balance is the sum of `delta` (kept
+    as `balance_after` on each row, written under the member's row lock); an earned row keeps
+    what is left of it (`remaining`) until spent, reversed or expired, oldest first."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (CheckConstraint("balance_after >= 0", name="ck_points_never_negative"),
+                      CheckConstraint("remaining >= 0", name="ck_points_remaining"),
+                      UniqueConstraint("member_id", "reason", "reference",
+                                       name="uq_points_ledger_once"))
+
+    id = Column(Integer, primary_key=True)
+    member_id = Column(Integer, ForeignKey("member.id"), nullable=False, index=True)
+    delta = Column(Integer, nullable=False)
+    reason = Column(String(16), nullable=False)      # earn | spend | reverse | expire
+    reference = Column(String(48), nullable=False)   # the order, after-sale or expiry run
+    remaining = Column(Integer, nullable=False, default=0)
+    expires_at = Column(UTCDateTime, nullable=True, index=True)
+    balance_after = Column(Integer, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)

@@ -10,7 +10,8 @@ def register(appbuilder) -> None:
                                  WarehouseApi, WarehouseView)
     from views.order import (CheckoutApi, OrderApi, OrderView, ServiceCodeApi,
                              ShippingNoticeApi, ShippingNoticeView, TradeApi, TradeView)
-    from views.member import MemberAddressApi, MemberAddressView, MemberApi, MemberView
+    from views.member import (MemberAddressApi, MemberAddressView, MemberApi, MemberView,
+                              PointsLedgerApi)
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
@@ -125,6 +126,7 @@ def register(appbuilder) -> None:
                         icon="fa-map-marker", **members)
     appbuilder.add_api(MemberApi)
     appbuilder.add_api(MemberAddressApi)
+    appbuilder.add_api(PointsLedgerApi)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")

@@ -4,9 +4,9 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from models.member import Member, MemberAddress
-from services import member
-from views.base import HoutaiModelApi, HoutaiModelView, api_action, form_rule
+from models.member import Member, MemberAddress, PointsLedger
+from services import member, points  # noqa: F401  (points: its subscribers and expiry task)
+from views.base import HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, api_action, form_rule
 from views.schema import ReasonSchema, json_body, load_or_422
 
 MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
@@ -157,3 +157,17 @@ class MemberAddressApi(MaskingApiMixin, HoutaiModelApi):
     def pre_update(self, item):
         member.check_address(item)
         member.make_default(item)
+
+
+class PointsLedgerApi(ReadOnlyModelApi):
+    """积分流水: every change of a member's points; the latest row's `balance_after` is the
+    balance."""
+
+    resource_name = "points_ledger"
+    datamodel = SQLAInterface(PointsLedger)
+    center = "member"
+    list_columns = ["id", "member_id", "delta", "reason", "reference", "remaining",
+                    "expires_at", "balance_after", "created_at"]
+    show_columns = list_columns
+    search_columns = ["member_id", "reason", "reference", "created_at"]
+    base_order = ("id", "desc")
