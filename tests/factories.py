@@ -500,3 +500,23 @@ def api_body(model, shop: Shop | None) -> dict:
         raise AssertionError(
             f"{model.__name__} has a POST endpoint but tests/factories.py has no API_BODIES entry")
     return factory(shop)
+
+
+def refund_through_after_sale(placed: Order, amount, kind: str = "refund_only"):
+    """One unit of the order's first line refunded through after-sales, as the shop would do
+    it (a return is sent back and received first); the jobs it leaves run in-process."""
+    from app.queue import run_inprocess_jobs
+    from services import after_sale
+
+    db.session.expire_all()   # the order may have been paid or moved by another session
+    with acting_as(Actor.system("factory")):
+        request = after_sale.request(placed.lines[0].id, kind, 1, Decimal(amount), "Refund")
+        db.session.commit()
+        after_sale.approve(request.id)
+        if kind == "return_refund":
+            after_sale.return_shipped(request.id, "SF", "SF0000000001")
+            after_sale.receive(request.id)
+        after_sale.refund(request.id)
+        db.session.commit()
+        run_inprocess_jobs(db.session)
+    return request

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from app.extensions import db
 from models.finance import JournalEntry, JournalLine, ReconciliationRun
 from models.payment import Payment, PaymentRefund, SandboxTransaction
-from services import after_sale, clock, finance, order
+from services import clock, finance, order
 from services.actor import Actor, acting_as
 from services.errors import ConflictError
-from tests.factories import make_order
+from tests.factories import make_order, refund_through_after_sale
 from tests.test_payment import settle, start
 
 
@@ -49,17 +49,7 @@ def paid_by_gateway(app, api, shop, quantity=2):
 
 def refund_line(placed, amount: Decimal):
     """A refund-only request on the order's line, approved and refunded."""
-    db.session.expire_all()   # the payment was handled by another session (the notification)
-    with acting_as(Actor.system("test")):
-        request = after_sale.request(placed.lines[0].id, "refund_only", 1, amount, "Partial")
-        db.session.commit()
-        after_sale.approve(request.id)
-        after_sale.refund(request.id)
-        db.session.commit()
-        from app.queue import run_inprocess_jobs
-
-        run_inprocess_jobs(db.session)
-    return request
+    return refund_through_after_sale(placed, amount)
 
 
 def unbalanced_entries() -> list:

@@ -7,9 +7,8 @@ import pytest
 
 from app.extensions import db
 from models.invoice import Invoice
-from services import after_sale, clock
-from services.actor import Actor, acting_as
-from tests.factories import make_order, paid_order
+from services import clock
+from tests.factories import make_order, paid_order, refund_through_after_sale
 
 
 @pytest.fixture(autouse=True)
@@ -20,19 +19,6 @@ def inprocess(app, monkeypatch):
 def ask(api, order_id, **extra):
     return api("Storefront").post("/api/v1/invoice/", json={
         "order_id": order_id, "kind": "personal", "title": "王小明", **extra})
-
-
-def refund(order_, amount):
-    db.session.expire_all()
-    with acting_as(Actor.system("test")):
-        made = after_sale.request(order_.lines[0].id, "refund_only", 1, Decimal(amount), "x")
-        db.session.commit()
-        after_sale.approve(made.id)
-        after_sale.refund(made.id)       # paid offline: refunded at once
-        db.session.commit()
-        from app.queue import run_inprocess_jobs
-
-        run_inprocess_jobs(db.session)
 
 
 def test_request_and_issue_one_invoice_per_order(app, api, shops, users):
@@ -64,7 +50,7 @@ def test_a_refund_this_month_voids_and_issues_again_for_the_rest(app, api, shops
     placed = paid_order(shops["A"], quantity=2)
     pk = ask(api, placed.id).json["id"]
     api("Finance").post(f"/api/v1/invoice/{pk}/issue", json={})
-    refund(placed, "50.00")
+    refund_through_after_sale(placed, "50.00")
     first = db.session.get(Invoice, pk)
     assert first.status == "voided" and first.voided_at is not None
     again = Invoice.query.filter(Invoice.id != pk).one()
@@ -76,7 +62,7 @@ def test_a_refund_in_a_later_month_reverses_with_a_red_invoice(app, api, shops, 
     pk = ask(api, placed.id).json["id"]
     api("Finance").post(f"/api/v1/invoice/{pk}/issue", json={})
     clock.set_now(clock.now() + timedelta(days=40))
-    refund(placed, "50.00")
+    refund_through_after_sale(placed, "50.00")
     assert db.session.get(Invoice, pk).status == "issued"
     red = Invoice.query.filter_by(reverses_id=pk).one()
     assert (red.status, red.amount) == ("issued", Decimal("-50.00"))

@@ -2,16 +2,15 @@
 expired at the end of the following year; the balance is the sum of the ledger."""
 import threading
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
 from app.extensions import db
 from models.member import PointsLedger
-from services import after_sale, clock, order, points, scheduler
+from services import clock, order, points, scheduler
 from services.actor import Actor, acting_as
 from tests.conftest import requires_postgres
-from tests.factories import make_member, paid_order
+from tests.factories import make_member, paid_order, refund_through_after_sale
 
 
 @pytest.fixture(autouse=True)
@@ -34,27 +33,12 @@ def complete(placed):
         run_inprocess_jobs(db.session)
 
 
-def refund(placed, amount):
-    from app.queue import run_inprocess_jobs
-
-    db.session.expire_all()
-    with acting_as(Actor.system("test")):
-        made = after_sale.request(placed.lines[0].id, "return_refund", 1, Decimal(amount), "x")
-        db.session.commit()
-        after_sale.approve(made.id)
-        after_sale.return_shipped(made.id, "SF", "SF0000000001")
-        after_sale.receive(made.id)
-        after_sale.refund(made.id)
-        db.session.commit()
-        run_inprocess_jobs(db.session)
-
-
 def test_points_are_earned_on_completion_and_reversed_with_refunds(app, shops):
     placed = paid_order(shops["A"], quantity=2)            # 198.00
     assert points.balance(placed.member_id) == 0            # nothing before completion
     complete(placed)
     assert points.balance(placed.member_id) == 198
-    refund(placed, "99.00")
+    refund_through_after_sale(placed, "99.00", kind="return_refund")
     assert points.balance(placed.member_id) == 99
     rows = [(r.reason, r.delta, r.balance_after) for r in
             PointsLedger.query.filter_by(member_id=placed.member_id).order_by(PointsLedger.id)]
