@@ -11,12 +11,11 @@ Amounts: a request reserves its `amount` on the line with one conditional UPDATE
 (`after_sale_amount + amount <= payable`), so concurrent requests stop exactly at what was
 paid; a rejected or withdrawn request gives its reservation back.
 """
-import secrets
 from datetime import timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from models.after_sale import (AfterSale, AfterSaleEvent, AfterSaleKind, AfterSaleStatus)
@@ -28,6 +27,7 @@ from services.actor import current_actor, scope_query, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
+from services.numbering import number
 
 ZERO = Decimal("0.00")
 MAX_EVIDENCE = 9
@@ -68,10 +68,6 @@ class OverRefund(ConflictError):
         self.refundable = refundable
 
 
-def _number() -> str:
-    return f"AS{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
-
-
 # -- a request ----------------------------------------------------------------------------------
 
 def request(line_id, kind, quantity, amount: Decimal, reason, no_reason: bool = False,
@@ -98,7 +94,7 @@ def request(line_id, kind, quantity, amount: Decimal, reason, no_reason: bool = 
     if kind == AfterSaleKind.exchange:
         amount = ZERO
     _reserve(line, amount)
-    item = AfterSale(after_sale_no=_number(), shop_id=line.shop_id, order_id=line.order_id,
+    item = AfterSale(after_sale_no=number("AS"), shop_id=line.shop_id, order_id=line.order_id,
                      order_line_id=line.id, member_id=target.member_id, kind=kind,
                      quantity=quantity, amount=amount, reason=reason, no_reason=no_reason,
                      evidence=evidence, status=AfterSaleStatus.requested, held_notice_ids=[],
@@ -450,10 +446,15 @@ def _finish_refund(item: AfterSale, note: str | None) -> None:
     _close_order_if_fully_refunded(item.order_id)
 
 
+def refunded_total(order_id: int) -> Decimal:
+    """What after-sales have refunded on an order."""
+    return Decimal(db.session.scalar(select(func.coalesce(func.sum(AfterSale.amount), 0)).where(
+        AfterSale.order_id == order_id, AfterSale.status == AfterSaleStatus.refunded)))
+
+
 def _close_order_if_fully_refunded(order_id: int) -> None:
     """A full refund closes the order."""
-    total = sum((a.amount for a in db.session.scalars(select(AfterSale).where(
-        AfterSale.order_id == order_id, AfterSale.status == AfterSaleStatus.refunded))), ZERO)
+    total = refunded_total(order_id)
     target = db.session.get(Order, order_id)
     if total >= target.payable > 0 and OrderStatus(target.status) != OrderStatus.closed:
         order.close_refunded(target)
@@ -476,7 +477,5 @@ def _refund_failed(payload: dict) -> None:
     item = db.session.scalars(select(AfterSale).where(
         AfterSale.payment_refund_id == payload["refund_id"])).one_or_none()
     if item is not None and AfterSaleStatus(item.status) == AfterSaleStatus.refunding:
-        db.session.add(AfterSaleEvent(
-            after_sale_id=item.id, shop_id=item.shop_id, from_status="refunding",
-            to_status="refunding", actor=current_actor().name,
-            note="The gateway refund failed: see Payments → Refunds", created_at=now()))
+        _on_timeline(item, AfterSaleStatus.refunding, AfterSaleStatus.refunding,
+                     "The gateway refund failed: see Payments → Refunds")

@@ -43,6 +43,14 @@ def business_date(moment: datetime | None = None):
     return (moment or now()).astimezone(business_zone()).date()
 
 
+def business_day_bounds(day) -> tuple[datetime, datetime]:
+    """The first moment of a business day and of the next one."""
+    from datetime import time, timedelta
+
+    start = datetime.combine(day, time.min, tzinfo=business_zone())
+    return start, start + timedelta(days=1)
+
+
 def business_time_text(moment: datetime | None) -> str:
     """A stored UTC time as people read it: business zone, to the second."""
     if moment is None:

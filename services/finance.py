@@ -19,8 +19,7 @@ Commission is the shop's `commission_rate` of what the buyer paid for its order 
 half up), and is given back in the same proportion on refunds. Balances are sums of lines;
 nothing is typed in, an entry is never edited, only reversed.
 """
-import secrets
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
@@ -34,9 +33,10 @@ from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from models.shop import Shop
 from services import gateways
 from services.actor import is_row_id, visible_row
-from services.clock import business_date, business_zone, now
+from services.clock import business_date, business_day_bounds, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
+from services.numbering import number
 from services.scheduler import scheduled
 
 ZERO = Decimal("0.00")
@@ -57,10 +57,6 @@ class UnbalancedEntry(ValueError):
     """Debits and credits differ: a posting rule is wrong (never stored)."""
 
 
-def _number() -> str:
-    return f"J{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
-
-
 def post(kind: str, lines: list[tuple[str, int | None, Decimal, Decimal]], *,
          reference: str | None = None, memo: str | None = None, source: str | None = None,
          occurred_at: datetime | None = None, reverses: JournalEntry | None = None
@@ -79,7 +75,7 @@ def post(kind: str, lines: list[tuple[str, int | None, Decimal, Decimal]], *,
     if source is not None and db.session.scalar(
             select(JournalEntry.id).where(JournalEntry.source == source)) is not None:
         return None
-    entry = JournalEntry(entry_no=_number(), kind=kind, reference=reference, memo=memo,
+    entry = JournalEntry(entry_no=number("J"), kind=kind, reference=reference, memo=memo,
                          source=source, reverses_id=reverses.id if reverses else None,
                          occurred_at=occurred_at or now(), created_at=now())
     for account, shop_id, d, c in lines:
@@ -108,6 +104,27 @@ def balance(account: str, shop_id: int | None = None) -> Decimal:
     if shop_id is not None:
         query = query.where(JournalLine.shop_id == shop_id)
     return Decimal(db.session.scalar(query)).quantize(CENT)
+
+
+def balances() -> dict:
+    """Every account's balance, and per shop what it is owed and the commission it paid (as
+    positive amounts): two grouped sums of the lines."""
+    totals = dict(db.session.execute(
+        select(JournalLine.account, func.sum(JournalLine.debit - JournalLine.credit))
+        .group_by(JournalLine.account)).all())
+    accounts = [{"account": code, "name": name,
+                 "balance": f"{Decimal(totals.get(code) or 0):.2f}"}
+                for code, name in ACCOUNTS.items()]
+    shops: dict = {}
+    for shop_id, account, amount in db.session.execute(
+            select(JournalLine.shop_id, JournalLine.account,
+                   func.sum(JournalLine.debit - JournalLine.credit))
+            .where(JournalLine.shop_id.is_not(None))
+            .group_by(JournalLine.shop_id, JournalLine.account)):
+        shop = shops.setdefault(shop_id, {"shop_id": shop_id, "payable": "0.00",
+                                          "commission": "0.00"})
+        shop["payable" if account == PAYABLES else "commission"] = f"{-Decimal(amount):.2f}"
+    return {"accounts": accounts, "shops": [shops[k] for k in sorted(shops)]}
 
 
 def commission_of(shop: Shop, amount: Decimal) -> Decimal:
@@ -188,17 +205,12 @@ def _after_sale_refunded(payload: dict) -> None:
 
 # -- daily reconciliation -----------------------------------------------------------------------
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=business_zone())
-    return start, start + timedelta(days=1)
-
-
 def reconcile(day: date) -> ReconciliationRun:
     """Compare one business day: every gateway payment and refund against the gateway's
     statement, and every trade paid through a gateway against its payments. Each mismatch is
     an item with its kind; a day without any is `clean`. Running a day again replaces its
     unresolved items."""
-    start, end = _day_bounds(day)
+    start, end = business_day_bounds(day)
     items: list[dict] = []
     checked = 0
     theirs = {}
@@ -252,9 +264,13 @@ def _trades_against_payments(items, start, end) -> int:
     trades = db.session.scalars(select(Trade).where(
         Trade.paid_at >= start, Trade.paid_at < end,
         Trade.id.in_(select(Payment.trade_id)))).all()
+    succeeded: dict[int, list] = {}
+    for p in db.session.scalars(select(Payment).where(
+            Payment.trade_id.in_([t.id for t in trades]),
+            Payment.status == PaymentStatus.succeeded)):
+        succeeded.setdefault(p.trade_id, []).append(p)
     for trade in trades:
-        paid = [p for p in db.session.scalars(select(Payment).where(
-            Payment.trade_id == trade.id, Payment.status == PaymentStatus.succeeded))]
+        paid = succeeded.get(trade.id, [])
         applied = sum((p.amount - p.refunded_amount if len(paid) > 1 else p.amount
                        for p in paid), ZERO)
         if not paid:
@@ -335,7 +351,7 @@ def settle(shop_id, period_end: date) -> Settlement:
         raise ValidationFailed.field("shop_id", "Must be your own shop.")
     if not isinstance(period_end, date) or period_end >= business_date():
         raise ValidationFailed.field("period_end", "A past business day (YYYY-MM-DD).")
-    _, end = _day_bounds(period_end)
+    _, end = business_day_bounds(period_end)
     lines = db.session.scalars(
         select(JournalLine).join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
         .where(JournalLine.shop_id == shop.id,
@@ -353,9 +369,7 @@ def settle(shop_id, period_end: date) -> Settlement:
     if net < 0:
         raise ConflictError("Refunds exceed payments in this period: settle a later period",
                             {"period_end": [f"Net {net:.2f}."]})
-    statement = Settlement(settlement_no=f"ST{now().strftime('%Y%m%d%H%M%S%f')}"
-                                         f"{secrets.randbelow(10**4):04d}",
-                           shop_id=shop.id, period_end=period_end, paid_by_buyers=paid,
+    statement = Settlement(settlement_no=number("ST"), shop_id=shop.id, period_end=period_end, paid_by_buyers=paid,
                            platform_discounts=ZERO, commission=commission, refunds=refunds,
                            net=net, status="draft", created_at=now())
     db.session.add(statement)

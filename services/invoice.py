@@ -19,9 +19,10 @@ from models.order import Order, OrderStatus
 from services.actor import visible_row
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
+from services.after_sale import refunded_total
 from services.events import publish, subscribe
+from services.numbering import number
 
-ZERO = Decimal("0.00")
 INVOICEABLE = {OrderStatus.paid, OrderStatus.fulfilling, OrderStatus.shipped,
                OrderStatus.delivered, OrderStatus.completed}
 TAX_ID = re.compile(r"^[0-9A-Z]{15,20}$")
@@ -47,17 +48,6 @@ def adapter():
     return current_app.extensions.get("houtai_e_invoice") or SandboxEInvoice()
 
 
-def _number() -> str:
-    return f"INV{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**4):04d}"
-
-
-def _refunded(order_id: int) -> Decimal:
-    from models.after_sale import AfterSale, AfterSaleStatus
-
-    return sum((a.amount for a in db.session.scalars(select(AfterSale).where(
-        AfterSale.order_id == order_id, AfterSale.status == AfterSaleStatus.refunded))), ZERO)
-
-
 def request(order_id, kind, title, tax_id=None) -> Invoice:
     """The buyer asks for the order's invoice (one per order)."""
     target = visible_row(Order, order_id)
@@ -77,10 +67,10 @@ def request(order_id, kind, title, tax_id=None) -> Invoice:
             Invoice.order_id == target.id, Invoice.reverses_id.is_(None),
             Invoice.status.in_(["requested", "issued"]))):
         raise ConflictError("The order already has an invoice", {"order_id": ["Invoiced."]})
-    amount = target.payable - _refunded(target.id)
+    amount = target.payable - refunded_total(target.id)
     if amount <= 0:
         raise ConflictError("Nothing left to invoice", {"order_id": ["Fully refunded."]})
-    invoice = Invoice(invoice_no=_number(), shop_id=target.shop_id, order_id=target.id,
+    invoice = Invoice(invoice_no=number("INV"), shop_id=target.shop_id, order_id=target.id,
                       member_id=target.member_id, kind=kind, title=title.strip(),
                       tax_id=tax_id if kind == "company" else None, amount=amount,
                       status="requested", requested_at=now())
@@ -105,7 +95,7 @@ def issue(invoice_id) -> Invoice:
     if invoice.status != "requested":
         raise ConflictError(f"Cannot issue an invoice that is {invoice.status}",
                             {"status": [invoice.status]})
-    invoice.amount = invoice.order.payable - _refunded(invoice.order_id)
+    invoice.amount = invoice.order.payable - refunded_total(invoice.order_id)
     if invoice.amount <= 0:
         invoice.status = "cancelled"
         return invoice
@@ -137,9 +127,9 @@ def _follow_refund(payload: dict) -> None:
         adapter().void(invoice.e_invoice_code)
         invoice.status, invoice.voided_at = "voided", now()
         publish("invoice.voided", {"invoice_id": invoice.id}, shop_id=invoice.shop_id)
-        remaining = invoice.order.payable - _refunded(invoice.order_id)
+        remaining = invoice.order.payable - refunded_total(invoice.order_id)
         if remaining > 0:
-            again = Invoice(invoice_no=_number(), shop_id=invoice.shop_id,
+            again = Invoice(invoice_no=number("INV"), shop_id=invoice.shop_id,
                             order_id=invoice.order_id, member_id=invoice.member_id,
                             kind=invoice.kind, title=invoice.title, tax_id=invoice.tax_id,
                             amount=remaining, status="requested", requested_at=now())
@@ -147,7 +137,7 @@ def _follow_refund(payload: dict) -> None:
             db.session.flush()
             issue(again.id)
         return
-    red = Invoice(invoice_no=_number(), shop_id=invoice.shop_id, order_id=invoice.order_id,
+    red = Invoice(invoice_no=number("INV"), shop_id=invoice.shop_id, order_id=invoice.order_id,
                   member_id=invoice.member_id, kind=invoice.kind, title=invoice.title,
                   tax_id=invoice.tax_id, amount=-request_.amount, status="requested",
                   reverses_id=invoice.id, requested_at=now())

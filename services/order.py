@@ -23,12 +23,13 @@ from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, Order
                           OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
 from models.product import Fulfilment, GoodsKind, Sku, Spu, SpuStatus
 from services import inventory
-from services.actor import current_actor, scope_query
+from services.actor import current_actor, is_row_id, scope_query
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish
 from services.audit import record_inserts, set_reason
 from services.money import allocate
+from services.numbering import number
 from services.scheduler import scheduled
 
 ZERO = Decimal("0.00")
@@ -107,7 +108,7 @@ def _checked_lines(lines) -> list[tuple]:
     if len(lines) > MAX_LINES:
         raise ValidationFailed.field("lines", f"At most {MAX_LINES} lines.")
     ids = list({line.get("sku_id") for line in lines
-                if isinstance(line, dict) and _is_id(line.get("sku_id"))})
+                if isinstance(line, dict) and is_row_id(line.get("sku_id"))})
     skus = {sku.id: sku for sku in db.session.connection().execute(_CART, {"sku_ids": ids})} \
         if ids else {}
     errors, quantities = {}, {}
@@ -120,7 +121,7 @@ def _checked_lines(lines) -> list[tuple]:
                 not 0 < quantity <= MAX_QUANTITY:
             errors[f"lines.{n}.quantity"] = [f"A whole number from 1 to {MAX_QUANTITY}."]
             continue
-        sku = skus.get(sku_id) if _is_id(sku_id) else None
+        sku = skus.get(sku_id) if is_row_id(sku_id) else None
         if sku is None:
             errors[f"lines.{n}.sku_id"] = ["Related record not found."]
         elif not sku.enabled or SpuStatus(sku.status) != SpuStatus.on_sale:
@@ -190,17 +191,13 @@ def _buyer(body: dict):
     address fields), else 422 naming the field."""
     member_id, address_id = body.get("member_id"), body.get("address_id")
     buyer = db.session.connection().execute(_BUYER, {
-        "member_id": member_id, "address_id": address_id if _is_id(address_id) else None,
-    }).first() if _is_id(member_id) else None
+        "member_id": member_id, "address_id": address_id if is_row_id(address_id) else None,
+    }).first() if is_row_id(member_id) else None
     if buyer is None or buyer.status != "active":
         raise ValidationFailed.field("member_id", "Related record not found.")
     if buyer.address_id is None:
         raise ValidationFailed.field("address_id", "Related record not found.")
     return buyer
-
-
-def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
 # -- place ---------------------------------------------------------------------------------------
@@ -224,12 +221,6 @@ def _replayed(key: str, body: dict) -> int | None:
     if row.request_hash != _request_hash(body):
         raise ValidationFailed.field("idempotency_key", "Already used for another request.")
     return row.trade_id
-
-
-def _number(prefix: str) -> str:
-    """A readable, unique number: the moment to the microsecond and 6 random digits (two
-    numbers collide only if made in the same microsecond and drawing the same digits)."""
-    return f"{prefix}{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
 
 
 def place(body: dict, key: str) -> Placed:
@@ -294,7 +285,7 @@ def _claimed_trade(buyer, priced, key: str, request_hash: str) -> dict:
     discount = sum((p["discount"] for p in priced), ZERO)
     stamp = now()
     trade = _inserted(Trade, _INSERT_TRADE, [{
-        "trade_no": _number("T"), "member_id": buyer.member_id,
+        "trade_no": number("T"), "member_id": buyer.member_id,
         "address": _address_snapshot(buyer), "status": OrderStatus.pending_payment,
         "goods_amount": goods, "discount_amount": discount, "freight": ZERO,
         "payable": goods - discount, "created_at": stamp, "paid_at": None}])[0]
@@ -331,7 +322,7 @@ def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[di
     goods = sum((p["amount"] for p in lines), ZERO)
     discount = sum((p["discount"] for p in lines), ZERO)
     deposit, ships_after = _presale_terms(lines) if order_type == "pre_sale" else (None, None)
-    return {"order_no": _number("O"), "trade_id": trade["id"], "shop_id": shop_id,
+    return {"order_no": number("O"), "trade_id": trade["id"], "shop_id": shop_id,
             "member_id": buyer.member_id, "status": OrderStatus.pending_payment,
             "order_type": order_type, "goods_amount": goods, "discount_amount": discount,
             "freight": ZERO, "payable": goods - discount, "seller_remark": None,
@@ -544,7 +535,7 @@ def split_into_notices(order: Order) -> list[ShippingNotice]:
     for warehouse_id in routes:
         dropship = warehouse_id is None
         notice = ShippingNotice(
-            notice_no=_number("S"), shop_id=order.shop_id, warehouse_id=warehouse_id,
+            notice_no=number("S"), shop_id=order.shop_id, warehouse_id=warehouse_id,
             route="dropship" if dropship else "warehouse",
             status=NoticeStatus.pending if dropship else NoticeStatus.assigned,
             lines=parts[warehouse_id],

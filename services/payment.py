@@ -10,7 +10,6 @@ Refunds reserve their amount on the payment with one conditional UPDATE (`refund
 amount <= amount`), so concurrent refunds can never exceed what was paid; the gateway call runs
 after the commit, as a job, with `out_refund_no` as its idempotency key.
 """
-import secrets
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,6 +23,7 @@ from services import gateways, order
 from services.clock import now
 from services.errors import ConflictError, HoutaiError, NotFoundError
 from services.events import publish
+from services.numbering import number
 from services.scheduler import scheduled
 
 CURRENCY = "CNY"
@@ -38,11 +38,6 @@ class AmountMismatch(HoutaiError):
     """A notification whose amount or currency differs from the attempt's: 422, flagged."""
 
     status = 422
-
-
-def _number(prefix: str) -> str:
-    """Unique per attempt/refund: the moment to the microsecond and 6 random digits."""
-    return f"{prefix}{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**6):06d}"
 
 
 def masked_account(account: str | None) -> str | None:
@@ -66,7 +61,7 @@ def start_payment(trade: Trade, channel) -> tuple[Payment, str]:
                             {"status": [OrderStatus(trade.status).value]})
     if trade.payable <= 0:
         raise ConflictError("Nothing to pay", {"payable": [f"{trade.payable:.2f}"]})
-    payment = Payment(trade_id=trade.id, out_trade_no=_number("P"), channel=gateway.channel,
+    payment = Payment(trade_id=trade.id, out_trade_no=number("P"), channel=gateway.channel,
                       amount=trade.payable, currency=CURRENCY, status=PaymentStatus.pending,
                       refunded_amount=Decimal("0.00"), created_at=now())
     db.session.add(payment)
@@ -160,7 +155,7 @@ def request_refund(payment: Payment, amount: Decimal, reason: str) -> PaymentRef
         db.session.refresh(payment)
         raise ConflictError("More than the payment has left to refund", {
             "amount": [f"Refundable: {refundable(payment):.2f}."]})
-    refund = PaymentRefund(payment_id=payment.id, out_refund_no=_number("R"), amount=amount,
+    refund = PaymentRefund(payment_id=payment.id, out_refund_no=number("R"), amount=amount,
                            reason=reason[:255], status=RefundStatus.pending, attempts=0,
                            created_at=now())
     db.session.add(refund)

@@ -5,7 +5,6 @@ a conversation (buyer, agent, merchant, internal notes); calls through the telep
 Assignment locks the candidate agents' rows in id order, then counts their open tickets, so
 two tickets opened together never both see the same agent as least loaded.
 """
-import secrets
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -20,13 +19,10 @@ from services.actor import current_actor, is_row_id, scope_query, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish, subscribe
+from services.numbering import number
 
 OPEN = ("open", "pending")
 AFTER_SALE_SKILL = "after_sale"
-
-
-def _number() -> str:
-    return f"TK{now().strftime('%Y%m%d%H%M%S%f')}{secrets.randbelow(10**4):04d}"
 
 
 def _text(value, field: str, limit: int) -> str:
@@ -70,7 +66,7 @@ def open_ticket(queue_id, subject, *, message=None, source="manual", order_id=No
         raise ValidationFailed.field("queue_id", "Merchants answer tickets; buyers and staff "
                                                  "open them.")
     moment = now()
-    ticket = Ticket(ticket_no=_number(), shop_id=shop_id, queue_id=queue.id, source=source,
+    ticket = Ticket(ticket_no=number("TK"), shop_id=shop_id, queue_id=queue.id, source=source,
                     after_sale_id=after_sale.id if after_sale else None, order_id=order_id,
                     member_id=member_id, subject=subject, priority=priority, status="open",
                     response_due_at=moment + timedelta(minutes=queue.response_minutes),

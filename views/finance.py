@@ -5,7 +5,6 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import protect
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
-from sqlalchemy import func, select
 
 from app.extensions import db
 from models.finance import (JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun,
@@ -104,22 +103,7 @@ class FinanceApi(OpenApiErrorsMixin, BaseApi):
           responses:
             200: {description: 'Balances: {"accounts": [...], "shops": [...]}'}
         """
-        accounts = [{"account": code, "name": name,
-                     "balance": f"{finance.balance(code):.2f}"}
-                    for code, name in finance.ACCOUNTS.items()]
-        rows = db.session.execute(
-            select(JournalLine.shop_id, JournalLine.account,
-                   func.sum(JournalLine.debit - JournalLine.credit))
-            .where(JournalLine.shop_id.is_not(None))
-            .group_by(JournalLine.shop_id, JournalLine.account)).all()
-        shops: dict = {}
-        for shop_id, account, amount in rows:
-            shop = shops.setdefault(shop_id, {"shop_id": shop_id, "payable": "0.00",
-                                              "commission": "0.00"})
-            key = "payable" if account == finance.PAYABLES else "commission"
-            shop[key] = f"{-finance.Decimal(amount):.2f}"
-        return self.response(200, accounts=accounts,
-                             shops=[shops[k] for k in sorted(shops)])
+        return self.response(200, **finance.balances())
 
 
 class JournalEntryView(ReadOnlyModelView):

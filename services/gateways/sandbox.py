@@ -29,7 +29,7 @@ from sqlalchemy import select
 from app.extensions import db
 from models.payment import SandboxTransaction
 from services import gateways
-from services.clock import business_date, now
+from services.clock import business_day_bounds, now
 from services.scheduler import scheduled
 
 CHANNEL = "sandbox"
@@ -176,13 +176,14 @@ class SandboxGateway:
         return tx.transaction_id
 
     def statement(self, day: date) -> list[gateways.StatementLine]:
+        start, end = business_day_bounds(day)
         rows = db.session.scalars(select(SandboxTransaction).where(
-            SandboxTransaction.finished_at.is_not(None)).order_by(SandboxTransaction.id))
+            SandboxTransaction.finished_at >= start, SandboxTransaction.finished_at < end)
+            .order_by(SandboxTransaction.id))
         return [gateways.StatementLine(
             kind=tx.kind, out_trade_no=tx.out_trade_no, out_refund_no=tx.out_refund_no,
             transaction_id=tx.transaction_id, amount=tx.amount, currency=tx.currency,
-            status=tx.status, finished_at=tx.finished_at)
-            for tx in rows if business_date(tx.finished_at) == day]
+            status=tx.status, finished_at=tx.finished_at) for tx in rows]
 
 
 # -- the buyer's side: the pay page ----------------------------------------------------------
