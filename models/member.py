@@ -1,10 +1,27 @@
 """会员中心: members (buyers), their shipping addresses and their points ledger."""
-from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Integer, String,
+from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Integer, Numeric, String,
                         UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
-from models.base import TimestampMixin, UTCDateTime, utcnow
+from models.base import Money, TimestampMixin, UTCDateTime, utcnow
+
+
+class MemberLevel(TimestampMixin, db.Model):
+    """A member level: reached at `growth_threshold` growth, with its benefits, which the
+    pricing engine applies (a member discount, free shipping from a spend, more points)."""
+
+    __tablename__ = "member_level"
+
+    id = Column(Integer, primary_key=True)
+    name = Column(String(32), nullable=False, unique=True)
+    growth_threshold = Column(Integer, nullable=False, unique=True)
+    discount_percent = Column(Numeric(5, 2), nullable=False, default=0)   # 5.00 = 5 % off
+    free_shipping_threshold = Column(Money, nullable=True)
+    points_multiplier = Column(Numeric(4, 2), nullable=False, default=1)
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 class Member(TimestampMixin, db.Model):
@@ -18,6 +35,10 @@ class Member(TimestampMixin, db.Model):
     phone = Column(String(32), nullable=True)
     # active | frozen
     status = Column(String(16), nullable=False, default="active")
+    # growth: whole yuan of completed orders; the level follows it
+    growth = Column(Integer, nullable=False, default=0, server_default="0")
+    level_id = Column(Integer, ForeignKey("member_level.id"), nullable=True, index=True)
+    level = relationship("MemberLevel")
     addresses = relationship("MemberAddress", back_populates="member",
                              order_by="MemberAddress.id")
 

@@ -47,6 +47,8 @@ class Trade(db.Model):
     discount_amount = Column(Money, nullable=False)
     freight = Column(Money, nullable=False)
     payable = Column(Money, nullable=False)
+    # how the price came about: the pricing engine's explanation, coupons and points spent
+    pricing = Column(JSON, nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     paid_at = Column(UTCDateTime, nullable=True)
     orders = relationship("Order", back_populates="trade", order_by="Order.id")
@@ -75,6 +77,8 @@ class Order(ShopOwnedMixin, db.Model):
     discount_amount = Column(Money, nullable=False)
     freight = Column(Money, nullable=False)
     payable = Column(Money, nullable=False)
+    # the part of discount_amount the platform funds (owed to the shop at settlement)
+    platform_discount = Column(Money, nullable=False, default=0, server_default="0")
     seller_remark = Column(String(255), nullable=True)
     # the merchant's flag (旗帜): none | red | yellow | green | blue | purple
     seller_flag = Column(String(8), nullable=False, default="none")
@@ -148,6 +152,8 @@ class OrderLine(ShopOwnedMixin, db.Model):
     amount = Column(Money, nullable=False)
     discount = Column(Money, nullable=False)
     payable = Column(Money, nullable=False)
+    # each discount's share of this line: [{"rule", "amount", "funded_by"}], summing to discount
+    discounts = Column(JSON, nullable=False, default=list, server_default="[]")
     # physical | service | service_physical
     goods_kind = Column(String(20), nullable=False, default="physical")
     # what after-sales requests have claimed of `payable` (open or refunded), never more
