@@ -25,11 +25,17 @@
 | PERMISSION_CACHE_SECONDS | 10: how long a process keeps a permission answer and a REST caller's user (0: ask every time) |
 | LIST_COUNT_SECONDS | 5: how long a process keeps the `count` of a REST list of LIST_COUNT_EXACT_BELOW rows or more (0: count every time) |
 | LIST_COUNT_EXACT_BELOW | 1000: smaller lists are counted on every request |
+| PRICE_FLOOR_SHARE | 0.10: no discount takes a line below this share of its list price |
+| POINTS_PER_YUAN | 100: points spent at checkout for ¥1 off |
+| POINTS_MAX_SHARE | 0.50: points pay at most this share of what is left after coupons |
+| MEMBER_PROMOTION_CAP | 20: promotions (coupons included) one member may join per period (0: no cap) |
+| MEMBER_PROMOTION_CAP_DAYS | 1: the length of that period, in days |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from flask_appbuilder.const import AUTH_DB
@@ -102,6 +108,11 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "PERMISSION_CACHE_SECONDS": max(0, int(env.get("PERMISSION_CACHE_SECONDS", "10"))),
         "LIST_COUNT_SECONDS": max(0, int(env.get("LIST_COUNT_SECONDS", "5"))),
         "LIST_COUNT_EXACT_BELOW": max(0, int(env.get("LIST_COUNT_EXACT_BELOW", "1000"))),
+        "PRICE_FLOOR_SHARE": Decimal(env.get("PRICE_FLOOR_SHARE", "0.10")),
+        "POINTS_PER_YUAN": max(1, int(env.get("POINTS_PER_YUAN", "100"))),
+        "POINTS_MAX_SHARE": Decimal(env.get("POINTS_MAX_SHARE", "0.50")),
+        "MEMBER_PROMOTION_CAP": max(0, int(env.get("MEMBER_PROMOTION_CAP", "20"))),
+        "MEMBER_PROMOTION_CAP_DAYS": max(1, int(env.get("MEMBER_PROMOTION_CAP_DAYS", "1"))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

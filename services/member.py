@@ -94,3 +94,59 @@ def reveal(member_id: int, reason: str) -> Member:
                             model="Member", record_pk=str(member.id), action="reveal",
                             changes={}, reason=reason.strip()[:255]))
     return member
+
+
+# -- levels and growth ----------------------------------------------------------------------------
+
+MAX_GROWTH_THRESHOLD = 100_000_000
+
+
+def check_level(level) -> None:
+    """What a member level must say to be saved: 422 naming the field otherwise."""
+    from decimal import Decimal
+
+    errors = {}
+    if not isinstance(level.name, str) or not level.name.strip():
+        errors["name"] = ["Required."]
+    if not isinstance(level.growth_threshold, int) or \
+            not 0 <= level.growth_threshold <= MAX_GROWTH_THRESHOLD:
+        errors["growth_threshold"] = [f"A whole number from 0 to {MAX_GROWTH_THRESHOLD}."]
+    level.discount_percent = level.discount_percent or Decimal(0)
+    if not Decimal(0) <= level.discount_percent < Decimal(100):
+        errors["discount_percent"] = ["From 0 to under 100 (5.00 = 5 % off)."]
+    if level.free_shipping_threshold is not None and level.free_shipping_threshold < 0:
+        errors["free_shipping_threshold"] = ["Must not be negative."]
+    level.points_multiplier = level.points_multiplier or Decimal(1)
+    if not Decimal(0) < level.points_multiplier <= Decimal(10):
+        errors["points_multiplier"] = ["More than 0, at most 10."]
+    if errors:
+        raise ValidationFailed("Validation failed", errors)
+
+
+def _level_for(growth):
+    """The id of the highest level reached at `growth` (a number or a column)."""
+    from sqlalchemy import select
+
+    from models.member import MemberLevel
+
+    return (select(MemberLevel.id).where(MemberLevel.growth_threshold <= growth)
+            .order_by(MemberLevel.growth_threshold.desc()).limit(1).scalar_subquery())
+
+
+def add_growth(member: Member, growth: int) -> None:
+    """Growth from a completed order; the member's level follows it (never on its own down:
+    growth only grows)."""
+    member.growth = (member.growth or 0) + max(growth, 0)
+    db.session.flush()
+    relevel(member.id)
+    db.session.expire(member, ["level_id", "level"])
+
+
+def relevel(member_id: int | None = None) -> int:
+    """Put members (one, or all after the levels changed) at the level their growth reached."""
+    from sqlalchemy import update
+
+    statement = update(Member).values(level_id=_level_for(Member.growth))
+    if member_id is not None:
+        statement = statement.where(Member.id == member_id)
+    return db.session.execute(statement.execution_options(synchronize_session=False)).rowcount

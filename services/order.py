@@ -18,11 +18,11 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from models.member import Member, MemberAddress
+from models.member import Member, MemberAddress, MemberLevel
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
                           OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
-from models.product import Fulfilment, GoodsKind, Sku, Spu, SpuStatus
-from services import inventory
+from models.product import Category, Fulfilment, GoodsKind, Sku, Spu, SpuStatus
+from services import inventory, marketing, pricing
 from services.actor import current_actor, is_row_id, scope_query
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -64,21 +64,26 @@ TRADE, ORDER, LINE, TIMELINE = Trade.__table__, Order.__table__, OrderLine.__tab
     OrderEvent.__table__
 KEY, RESERVATION = IdempotencyKey.__table__, OrderReservation.__table__
 SKU, SPU, MEMBER, ADDRESS = Sku.__table__, Spu.__table__, Member.__table__, MemberAddress.__table__
+CATEGORY, LEVEL = Category.__table__, MemberLevel.__table__
 ADDRESS_FIELDS = ("recipient", "phone", "province_code", "city_code", "district_code", "detail")
 
 _KEY_LOOKUP = select(KEY.c.request_hash, KEY.c.trade_id).where(
     KEY.c.caller == bindparam("caller"), KEY.c.key == bindparam("key"))
 _BUYER = (
     select(MEMBER.c.id.label("member_id"), MEMBER.c.status, ADDRESS.c.id.label("address_id"),
-           *(ADDRESS.c[name] for name in ADDRESS_FIELDS))
+           *(ADDRESS.c[name] for name in ADDRESS_FIELDS), LEVEL.c.name.label("level_name"),
+           LEVEL.c.discount_percent, LEVEL.c.free_shipping_threshold)
     .select_from(MEMBER.outerjoin(ADDRESS, and_(ADDRESS.c.id == bindparam("address_id"),
-                                                ADDRESS.c.member_id == MEMBER.c.id)))
+                                                ADDRESS.c.member_id == MEMBER.c.id))
+                 .outerjoin(LEVEL, LEVEL.c.id == MEMBER.c.level_id))
     .where(MEMBER.c.id == bindparam("member_id")))
 _CART = (
     select(SKU.c.id, SKU.c.spu_id, SKU.c.shop_id, SKU.c.code, SKU.c.price, SKU.c.enabled,
            SKU.c.sales_values, SPU.c.title, SPU.c.status, SPU.c.goods_kind, SPU.c.fulfilment,
-           SPU.c.presale_ships_on, SPU.c.presale_deposit)
+           SPU.c.presale_ships_on, SPU.c.presale_deposit, SPU.c.brand_id,
+           CATEGORY.c.path.label("category_path"))
     .join(SPU, SPU.c.id == SKU.c.spu_id)
+    .join(CATEGORY, CATEGORY.c.id == SPU.c.category_id)
     .where(SKU.c.id.in_(bindparam("sku_ids", expanding=True))))
 _INSERT_TRADE = insert(TRADE).returning(TRADE.c.id)
 _INSERT_KEY = insert(KEY).returning(KEY.c.id)
@@ -133,20 +138,41 @@ def _checked_lines(lines) -> list[tuple]:
     return [(skus[sku_id], quantity) for sku_id, quantity in quantities.items()]
 
 
-def _priced(lines) -> list[dict]:
-    """Each line's amounts and routing; discounts come with the pricing engine (marketing)."""
+class Priced(NamedTuple):
+    lines: list[dict]
+    result: pricing.Pricing
+
+
+def _priced(lines, buyer, body: dict) -> Priced:
+    """Each line's amounts, discounts and routing, from the pricing engine."""
+    level = SimpleNamespace(name=buyer.level_name, discount_percent=buyer.discount_percent,
+                            free_shipping_threshold=buyer.free_shipping_threshold) \
+        if buyer.level_name is not None else None
+    result = marketing.price_cart(
+        buyer.member_id, level,
+        [pricing.Line(sku.id, sku.spu_id, sku.shop_id, sku.category_path, sku.brand_id,
+                      sku.price, quantity) for sku, quantity in lines],
+        body.get("coupon_codes"), body.get("points"))
+    flash = {p.rule for p in result.promotions if p.kind == "flash_sale"}
     priced = []
-    for sku, quantity in lines:
-        amount = (sku.price * quantity).quantize(Decimal("0.01"))
+    for (sku, quantity), line in zip(lines, result.lines):
         priced.append({"sku": sku, "quantity": quantity, "unit_price": sku.price,
-                       "amount": amount, "discount": ZERO, "payable": amount,
-                       "order_type": order_type_of(sku)})
-    return priced
+                       "amount": line.amount, "discount": line.discount,
+                       "payable": line.payable, "discounts": line.discounts,
+                       "order_type": "flash_sale" if line.item_rule in flash
+                       else order_type_of(sku)})
+    return Priced(priced, result)
+
+
+def _shares(discounts: list[dict]) -> list[dict]:
+    return [{"rule": d["rule"], "amount": _money(d["amount"]), "funded_by": d["funded_by"]}
+            for d in discounts]
 
 
 def order_type_of(spu) -> str:
     """normal, pre_sale (ships from a later day) or virtual (service goods, nothing ships);
-    flash_sale comes with marketing. `spu` is an SPU or a row with its columns."""
+    a line priced by a flash sale makes a flash_sale order. `spu` is an SPU or a row with its
+    columns."""
     if spu.presale_ships_on is not None and spu.presale_ships_on > business_date():
         return "pre_sale"
     if GoodsKind(spu.goods_kind) == GoodsKind.service:
@@ -171,31 +197,43 @@ def _money(value: Decimal) -> str:
 
 
 def quote(body: dict) -> dict:
-    """What the cart costs now: lines, goods amount, discounts, freight, payable."""
-    _buyer(body)
-    priced = _priced(_checked_lines(body.get("lines")))
-    goods = sum((p["amount"] for p in priced), ZERO)
-    discount = sum((p["discount"] for p in priced), ZERO)
+    """What the cart costs now: lines with each discount's share, goods amount, discounts,
+    freight, payable, and the explanation of every rule considered."""
+    return _quoted(body, _buyer(body))
+
+
+def preview(body: dict) -> dict:
+    """A quote for marketing staff trying the live rules: a member, no address."""
+    return _quoted(body, _buyer(body, need_address=False))
+
+
+def _quoted(body: dict, buyer) -> dict:
+    priced, result = _priced(_checked_lines(body.get("lines")), buyer, body)
     return {
         "lines": [{"sku_id": p["sku"].id, "quantity": p["quantity"],
                    "unit_price": _money(p["unit_price"]), "amount": _money(p["amount"]),
-                   "discount": _money(p["discount"]), "payable": _money(p["payable"])}
+                   "discount": _money(p["discount"]), "payable": _money(p["payable"]),
+                   "discounts": [{"rule": d["rule"], "amount": _money(d["amount"])}
+                                 for d in p["discounts"]]}
                   for p in priced],
-        "goods_amount": _money(goods), "discount_amount": _money(discount), "freight": "0.00",
-        "payable": _money(goods - discount),
+        "goods_amount": _money(result.goods_amount),
+        "discount_amount": _money(result.discount_amount),
+        "freight": _money(result.freight - result.freight_waived),
+        "points_used": result.points_used, "payable": _money(result.payable),
+        "explanation": result.explanation,
     }
 
 
-def _buyer(body: dict):
-    """The active member and their address (one row: member_id, status, address_id and the
-    address fields), else 422 naming the field."""
+def _buyer(body: dict, need_address: bool = True):
+    """The active member and their address (one row: member_id, status, address_id, the
+    address fields and the member's level), else 422 naming the field."""
     member_id, address_id = body.get("member_id"), body.get("address_id")
     buyer = db.session.connection().execute(_BUYER, {
         "member_id": member_id, "address_id": address_id if is_row_id(address_id) else None,
     }).first() if is_row_id(member_id) else None
     if buyer is None or buyer.status != "active":
         raise ValidationFailed.field("member_id", "Related record not found.")
-    if buyer.address_id is None:
+    if buyer.address_id is None and need_address:
         raise ValidationFailed.field("address_id", "Related record not found.")
     return buyer
 
@@ -233,11 +271,11 @@ def place(body: dict, key: str) -> Placed:
     if existing is not None:
         return Placed(existing, False)
     buyer = _buyer(body)
-    priced = _priced(_checked_lines(body.get("lines")))
+    priced, result = _priced(_checked_lines(body.get("lines")), buyer, body)
     try:
         # Claim the key right after the trade, before reserving: a concurrent duplicate waits
         # there for the first request and answers its trade, instead of racing it for stock.
-        trade = _claimed_trade(buyer, priced, key, _request_hash(body))
+        trade = _claimed_trade(buyer, priced, key, _request_hash(body), _snapshot(result))
     except IntegrityError:  # a concurrent request with the same key won
         db.session.rollback()
         existing = _replayed(key, body)
@@ -246,6 +284,7 @@ def place(body: dict, key: str) -> Placed:
                                 {"idempotency_key": ["Retry shortly."]})
         return Placed(existing, False)
     orders = _new_orders(trade, buyer, priced)
+    marketing.commit_checkout(result, trade, orders, buyer.member_id)
     lines = [line for order in orders for line in order["lines"]]
     stocked = [(line["sku_id"], line["quantity"]) for line in lines
                if ships_from_stock(line["goods_kind"], line["fulfilment"])]
@@ -268,7 +307,7 @@ def place_replacement(original: Order, sku_id: int, quantity: int, key: str) -> 
     if existing is not None:
         return existing
     priced = [{"sku": sku, "quantity": quantity, "unit_price": ZERO, "amount": ZERO,
-               "discount": ZERO, "payable": ZERO, "order_type": "normal"}]
+               "discount": ZERO, "payable": ZERO, "discounts": [], "order_type": "normal"}]
     trade = _claimed_trade(buyer, priced, key, _request_hash(body))
     orders = _new_orders(trade, buyer, priced)
     stocked = [(line["sku_id"], line["quantity"]) for line in orders[0]["lines"]
@@ -279,7 +318,15 @@ def place_replacement(original: Order, sku_id: int, quantity: int, key: str) -> 
     return trade["id"]
 
 
-def _claimed_trade(buyer, priced, key: str, request_hash: str) -> dict:
+def _snapshot(result: pricing.Pricing) -> dict:
+    """How the trade's price came about, kept with it: the explanation, the coupons and the
+    points it used."""
+    return {"explanation": result.explanation, "points_used": result.points_used,
+            "coupons": [c.code for c in result.coupons],
+            "freight_waived": _money(result.freight_waived)}
+
+
+def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None) -> dict:
     """The trade row and the idempotency key pointing at it."""
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
@@ -288,7 +335,8 @@ def _claimed_trade(buyer, priced, key: str, request_hash: str) -> dict:
         "trade_no": number("T"), "member_id": buyer.member_id,
         "address": _address_snapshot(buyer), "status": OrderStatus.pending_payment,
         "goods_amount": goods, "discount_amount": discount, "freight": ZERO,
-        "payable": goods - discount, "created_at": stamp, "paid_at": None}])[0]
+        "payable": goods - discount, "pricing": snapshot, "created_at": stamp,
+        "paid_at": None}])[0]
     _inserted(IdempotencyKey, _INSERT_KEY, [{
         "caller": current_actor().name, "key": key, "request_hash": request_hash,
         "trade_id": trade["id"], "created_at": stamp}])
@@ -325,6 +373,8 @@ def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[di
     return {"order_no": number("O"), "trade_id": trade["id"], "shop_id": shop_id,
             "member_id": buyer.member_id, "status": OrderStatus.pending_payment,
             "order_type": order_type, "goods_amount": goods, "discount_amount": discount,
+            "platform_discount": sum((d["amount"] for p in lines for d in p["discounts"]
+                                      if d["funded_by"] == "platform"), ZERO),
             "freight": ZERO, "payable": goods - discount, "seller_remark": None,
             "seller_flag": "none", "address": trade["address"], "deposit": deposit,
             "ships_after": ships_after, "created_at": trade["created_at"], "paid_at": None,
@@ -337,7 +387,8 @@ def _line_row(order: dict, p: dict) -> dict:
             "spu_id": sku.spu_id, "sku_code": sku.code, "title": sku.title,
             "sales_values": dict(sku.sales_values), "unit_price": p["unit_price"],
             "quantity": p["quantity"], "amount": p["amount"], "discount": p["discount"],
-            "payable": p["payable"], "goods_kind": GoodsKind(sku.goods_kind).value,
+            "payable": p["payable"], "discounts": _shares(p["discounts"]),
+            "goods_kind": GoodsKind(sku.goods_kind).value,
             "fulfilment": Fulfilment(sku.fulfilment).value, "after_sale_amount": ZERO}
 
 
@@ -421,6 +472,7 @@ def cancel_trade(trade_id: int, reason: str) -> Trade:
                                                  r.quantity) for r in held], trade.trade_no)
         for row in held:
             row.released = True
+    marketing.give_back_trade(trade)
     publish("trade.cancelled", {"trade_id": trade.id, "reason": reason})
     return trade
 
@@ -439,6 +491,7 @@ def pay_locked(trade: Trade, note: str) -> Trade:
     for order in trade.orders:
         order.paid_at = trade.paid_at
         start_fulfilment(order)
+    marketing.use_coupons(trade.id)
     _follow_trade(trade)
     publish("trade.paid", {"trade_id": trade.id})
     return trade
@@ -448,6 +501,7 @@ def close_refunded(order: Order) -> Order:
     """Everything the buyer paid for the order went back (after-sales): the order closes,
     and its trade follows."""
     _move_order(order, "close", "Fully refunded")
+    marketing.give_back_order(order)
     _follow_trade(db.session.get(Trade, order.trade_id))
     publish("order.closed", {"order_id": order.id}, shop_id=order.shop_id)
     return order
@@ -976,10 +1030,16 @@ def trade_result(trade: Trade) -> dict:
     """The trade as the checkout API answers it."""
     return {"id": trade.id, "trade_no": trade.trade_no, "status": OrderStatus(trade.status).value,
             "payable": _money(trade.payable),
+            "discount_amount": _money(trade.discount_amount),
+            "explanation": (trade.pricing or {}).get("explanation", []),
+            "points_used": (trade.pricing or {}).get("points_used", 0),
             "orders": [{"id": o.id, "order_no": o.order_no, "shop_id": o.shop_id,
                         "status": OrderStatus(o.status).value, "payable": _money(o.payable),
                         "lines": [{"id": line.id, "sku_id": line.sku_id,
                                    "quantity": line.quantity,
                                    "unit_price": _money(line.unit_price),
-                                   "payable": _money(line.payable)} for line in o.lines]}
+                                   "payable": _money(line.payable),
+                                   "discounts": [{"rule": d["rule"], "amount": d["amount"]}
+                                                 for d in line.discounts or []]}
+                                  for line in o.lines]}
                        for o in trade.orders]}

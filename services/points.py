@@ -5,6 +5,7 @@ Every change locks the member's row first, so the balance written with it is exa
 changes never both spend the same points. Points leave the oldest earned rows first.
 """
 from datetime import datetime, time
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -16,8 +17,8 @@ from services.errors import ConflictError
 from services.events import subscribe
 from services.scheduler import scheduled
 
-# Points per whole yuan paid (levels will multiply it).
-POINTS_PER_YUAN = 1
+# Points earned per whole yuan paid (the member's level multiplies it).
+EARNED_PER_YUAN = 1
 
 
 def balance(member_id: int) -> int:
@@ -80,10 +81,39 @@ def take(member_id: int, points: int, reason: str, reference: str,
     return row
 
 
+def give_back(member_id: int, points: int, reference: str) -> PointsLedger | None:
+    """Points spent on a cancelled or refunded order come back (once per reference), as a new
+    lot that expires like points earned now."""
+    if points <= 0:
+        return None
+    _lock_member(member_id)
+    if db.session.scalar(select(PointsLedger.id).where(
+            PointsLedger.member_id == member_id, PointsLedger.reason == "return",
+            PointsLedger.reference == reference)) is not None:
+        return None
+    moment = now()
+    row = PointsLedger(member_id=member_id, delta=points, reason="return", reference=reference,
+                       remaining=points, expires_at=_expiry(moment),
+                       balance_after=balance(member_id) + points, created_at=moment)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
 @subscribe("order.completed", "points.earn_on_completed_order")
 def _earned(payload: dict) -> None:
+    """A completed order earns points (times the member's level multiplier) and growth."""
+    from services.member import add_growth
+
     order = db.session.get(Order, payload["order_id"])
-    earn(order.member_id, int(order.payable) * POINTS_PER_YUAN, order.order_no)
+    if db.session.scalar(select(PointsLedger.id).where(
+            PointsLedger.member_id == order.member_id, PointsLedger.reason == "earn",
+            PointsLedger.reference == order.order_no)) is not None:
+        return                                 # a repeat delivery of the event
+    member = _lock_member(order.member_id)
+    multiplier = member.level.points_multiplier if member.level is not None else Decimal(1)
+    earn(order.member_id, int(int(order.payable) * EARNED_PER_YUAN * multiplier), order.order_no)
+    add_growth(member, int(order.payable))
 
 
 @subscribe("after_sale.refunded", "points.reverse_on_refund")
@@ -93,11 +123,13 @@ def _reversed(payload: dict) -> None:
 
     request = db.session.get(AfterSale, payload["after_sale_id"])
     order = db.session.get(Order, request.order_id) if request else None
-    if order is None or db.session.scalar(select(PointsLedger.id).where(
-            PointsLedger.reason == "earn", PointsLedger.reference == order.order_no)) is None:
+    earned = db.session.scalar(select(PointsLedger.delta).where(
+        PointsLedger.reason == "earn", PointsLedger.reference == order.order_no)) \
+        if order is not None else None
+    if not earned or not order.payable:
         return
-    take(order.member_id, int(request.amount) * POINTS_PER_YUAN, "reverse",
-         request.after_sale_no, partial=True)
+    share = int(earned * request.amount / order.payable)   # in proportion to what went back
+    take(order.member_id, share, "reverse", request.after_sale_no, partial=True)
 
 
 @scheduled("points.expire")

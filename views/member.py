@@ -4,12 +4,13 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db
-from models.member import Member, MemberAddress, PointsLedger
+from models.member import Member, MemberAddress, MemberLevel, PointsLedger
 from services import member, points  # noqa: F401  (points: its subscribers and expiry task)
 from views.base import HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, api_action, form_rule
 from views.schema import ReasonSchema, json_body, load_or_422
 
-MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "created_at"]
+MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "level_id", "growth",
+                  "created_at"]
 ADDRESS_COLUMNS = ["id", "member_id", "recipient", "phone", "province_code", "city_code",
                    "district_code", "detail", "is_default"]
 MASKS = {"phone": member.mask_phone, "detail": member.mask_text, "recipient": member.mask_name,
@@ -81,8 +82,9 @@ class MemberView(HoutaiModelView):
     center = "member"
     list_title = _l("Members")
     label_columns = {"account": _l("Account"), "name": _l("Name"), "phone": _l("Phone"),
-                     "status": _l("Status"), "created_at": _l("Created at")}
-    list_columns = ["account", "name", "phone", "status", "created_at"]
+                     "status": _l("Status"), "level": _l("Level"), "growth": _l("Growth"),
+                     "created_at": _l("Created at")}
+    list_columns = ["account", "name", "phone", "status", "level", "growth", "created_at"]
     show_columns = list_columns
     add_columns = ["account", "name", "phone", "status"]
     edit_columns = add_columns
@@ -171,3 +173,69 @@ class PointsLedgerApi(ReadOnlyModelApi):
     show_columns = list_columns
     search_columns = ["member_id", "reason", "reference", "created_at"]
     base_order = ("id", "desc")
+
+
+LEVEL_COLUMNS = ["name", "growth_threshold", "discount_percent", "free_shipping_threshold",
+                 "points_multiplier"]
+
+
+class MemberLevelApi(HoutaiModelApi):
+    """Member levels: the growth that reaches each, and its benefits."""
+
+    resource_name = "member_level"
+    datamodel = SQLAInterface(MemberLevel)
+    center = "member_level"
+    list_columns = show_columns = ["id", *LEVEL_COLUMNS]
+    add_columns = edit_columns = LEVEL_COLUMNS
+    order_columns = ["id", "growth_threshold"]
+    base_order = ("growth_threshold", "asc")
+
+    def pre_add(self, item):
+        member.check_level(item)
+
+    def pre_update(self, item):
+        member.check_level(item)
+
+    def post_add(self, item):
+        member.relevel()
+        db.session.commit()
+
+    def post_update(self, item):
+        member.relevel()
+        db.session.commit()
+
+    def pre_delete(self, item):
+        db.session.execute(Member.__table__.update().where(Member.level_id == item.id)
+                           .values(level_id=None))
+
+    def post_delete(self, item):
+        member.relevel()
+        db.session.commit()
+
+
+class MemberLevelView(HoutaiModelView):
+    datamodel = SQLAInterface(MemberLevel)
+    center = "member_level"
+    list_title = _l("Member levels")
+    label_columns = {"name": _l("Name"), "growth_threshold": _l("Growth threshold"),
+                     "discount_percent": _l("Member discount (%)"),
+                     "free_shipping_threshold": _l("Free shipping from"),
+                     "points_multiplier": _l("Points multiplier")}
+    list_columns = show_columns = add_columns = edit_columns = LEVEL_COLUMNS
+    base_order = ("growth_threshold", "asc")
+
+    def pre_add(self, item):
+        super().pre_add(item)
+        _screen_rule(member.check_level, item)
+
+    def pre_update(self, item):
+        super().pre_update(item)
+        _screen_rule(member.check_level, item)
+
+    def post_add(self, item):
+        member.relevel()
+        db.session.commit()
+
+    def post_update(self, item):
+        member.relevel()
+        db.session.commit()
