@@ -2,7 +2,7 @@
 import importlib
 import sys
 
-BENCHMARKS = ["bench.events", "bench.checkout", "bench.order_list"]
+BENCHMARKS = ["bench.events", "bench.checkout", "bench.order_list", "bench.pricing"]
 
 
 def main(argv=None) -> int:

@@ -335,7 +335,10 @@ KINDS = [
     ("key_lookup", r"^SELECT idempotency_key\.request_hash, idempotency_key\.trade_id FROM "),
     ("buyer", r"^SELECT member\.id AS member_id, member\.status, .* FROM member LEFT OUTER JOIN "
               r"member_address ON "),
-    ("cart", r"^SELECT sku\.id, .* FROM sku JOIN spu ON spu\.id = sku\.spu_id WHERE sku\.id IN \("),
+    ("cart", r"^SELECT sku\.id, .* FROM sku JOIN spu ON spu\.id = sku\.spu_id "
+             r"(JOIN category ON category\.id = spu\.category_id )?WHERE sku\.id IN \("),
+    # the pricing engine's rules: the live promotions of the cart's shops and the platform
+    ("promotions", r"^SELECT promotion\.id, .* FROM promotion LEFT OUTER JOIN promotion_zone "),
     ("stocks", r"^SELECT stock\.id, .* FROM stock JOIN warehouse ON .* WHERE stock\.sku_id IN \("),
     # the ORM statements of the service before that (and before 7f249e0, further below)
     ("idem_select", r"^SELECT idempotency_key\.id\b.* FROM idempotency_key WHERE "),
@@ -367,6 +370,7 @@ KIND_LABEL = {
     "key_lookup": "SELECT idempotency key's hash and trade (replay check)",
     "buyer": "SELECT member + address (one row)",
     "cart": "SELECT SKUs with their SPUs' columns (one query for the cart)",
+    "promotions": "SELECT the live promotions of the cart's shops (pricing engine)",
     "stocks": "SELECT candidate stock rows + warehouse + alert quantity (one query for the cart)",
     "idem_select": "SELECT idempotency key (replay check)",
     "member": "SELECT member by id", "address": "SELECT address by id",
@@ -714,6 +718,23 @@ class Mirror:
             c.spus[spu["spu.id"]] = spu
         if len(c.skus) != len({line["sku_id"] for line in c.body["lines"]}):
             raise BenchError("a SKU of the cart was not found")
+
+    def bind_promotions(self, c, step):
+        from datetime import timedelta
+
+        shops = sorted({sku["sku.shop_id"] for sku in c.skus.values()})
+        names = sorted((n for n in step.params if n.startswith("shops_")),
+                       key=lambda name: int(name.rsplit("_", 1)[1]))
+        if len(names) != len(shops):
+            raise BenchError(f"{len(shops)} shops in the cart, the captured IN list has {names}")
+        moment = _now()
+        return _over(step.params, moment=moment, horizon=moment + timedelta(days=7),
+                     **dict(zip(names, shops)))
+
+    def after_promotions(self, c, step, cur):
+        if cur.fetchall():
+            raise BenchError("the bench database has promotions: the mirror prices carts "
+                             "without any")
 
     def bind_stocks(self, c, step):
         ids = [sku_id for sku_id, _ in c.stock_queue]

@@ -131,8 +131,9 @@ class Order(ShopOwnedMixin, db.Model):
                  "title": line.title, "sales_values": line.sales_values,
                  "quantity": line.quantity, "unit_price": f"{line.unit_price:.2f}",
                  "amount": f"{line.amount:.2f}", "discount": f"{line.discount:.2f}",
-                 "payable": f"{line.payable:.2f}", "goods_kind": line.goods_kind,
-                 "fulfilment": line.fulfilment} for line in self.lines]
+                 "payable": f"{line.payable:.2f}", "discounts": line.discounts or [],
+                 "goods_kind": line.goods_kind, "fulfilment": line.fulfilment}
+                for line in self.lines]
 
 
 class OrderLine(ShopOwnedMixin, db.Model):

@@ -295,3 +295,68 @@ register_panel(Panel("after_sale_refunds", _l("After-sales refunded per day"), "
                      ("can_list", "AfterSaleView"), after_sale_refunds_per_day))
 register_panel(Panel("settlement_due", _l("Settlement due"), "bar",
                      ("can_list", "SettlementView"), settlement_due))
+
+
+# -- marketing and members ---------------------------------------------------------------------
+
+MARKETING_DAYS = 30
+
+
+def coupon_usage(days: int = MARKETING_DAYS) -> dict:
+    """Coupons taken by sold orders over the last `days` days: per coupon, what they took off
+    (their cost; the viewer's shop only)."""
+    from models.marketing import Coupon, PromotionUsage
+    from models.order import Order
+
+    rows = scope_query(db.session.query(Coupon.name, func.count(func.distinct(
+        PromotionUsage.trade_id)), func.sum(PromotionUsage.amount))
+        .join(Coupon, Coupon.id == PromotionUsage.coupon_id)
+        .join(Order, Order.id == PromotionUsage.order_id), PromotionUsage) \
+        .filter(PromotionUsage.returned.is_(False), Order.status.in_(SOLD),
+                Order.paid_at >= now() - timedelta(days=days)) \
+        .group_by(Coupon.id, Coupon.name).order_by(func.sum(PromotionUsage.amount).desc(),
+                                                   Coupon.id).limit(TOP_SKUS).all()
+    return {"keys": [name for name, _, _ in rows], "labels": [name for name, _, _ in rows],
+            "values": [f"{Decimal(cost or 0):.2f}" for _, _, cost in rows],
+            "uses": [uses for _, uses, _ in rows]}
+
+
+def promotion_gmv(days: int = MARKETING_DAYS) -> dict:
+    """What buyers paid for sold orders that joined each promotion over the last `days` days
+    (the promotions' GMV; the viewer's shop only), and what the promotions cost."""
+    from models.marketing import Promotion, PromotionUsage
+    from models.order import Order
+
+    rows = scope_query(db.session.query(Promotion.name, func.sum(Order.payable),
+                                        func.sum(PromotionUsage.amount))
+                       .join(Promotion, Promotion.id == PromotionUsage.promotion_id)
+                       .join(Order, Order.id == PromotionUsage.order_id), PromotionUsage) \
+        .filter(PromotionUsage.returned.is_(False), Order.status.in_(SOLD),
+                Order.paid_at >= now() - timedelta(days=days)) \
+        .group_by(Promotion.id, Promotion.name) \
+        .order_by(func.sum(Order.payable).desc(), Promotion.id).limit(TOP_SKUS).all()
+    return {"keys": [name for name, _, _ in rows], "labels": [name for name, _, _ in rows],
+            "values": [f"{Decimal(gmv or 0):.2f}" for _, gmv, _ in rows],
+            "cost": [f"{Decimal(cost or 0):.2f}" for _, _, cost in rows]}
+
+
+def members_by_level() -> dict:
+    """How many members each level holds (platform data)."""
+    from models.member import Member, MemberLevel
+
+    levels = db.session.query(MemberLevel.id, MemberLevel.name) \
+        .order_by(MemberLevel.growth_threshold).all()
+    counts = dict(db.session.query(Member.level_id, func.count(Member.id))
+                  .group_by(Member.level_id).all())
+    keys = [str(level_id) for level_id, _ in levels] + ["none"]
+    return {"keys": keys, "labels": [name for _, name in levels] + [str(_l("No level"))],
+            "values": [counts.get(level_id, 0) for level_id, _ in levels] +
+            [counts.get(None, 0)]}
+
+
+register_panel(Panel("coupon_usage", _l("Coupon cost (30 days)"), "bar",
+                     ("can_list", "CouponView"), coupon_usage))
+register_panel(Panel("promotion_gmv", _l("Promotion GMV (30 days)"), "bar",
+                     ("can_list", "PromotionView"), promotion_gmv))
+register_panel(Panel("members_by_level", _l("Members by level"), "doughnut",
+                     ("can_list", "MemberLevelView"), members_by_level))

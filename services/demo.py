@@ -63,3 +63,6 @@ def load_products() -> None:
     from services import demo_money
 
     demo_money.load_money()
+    from services import demo_marketing
+
+    demo_marketing.load_marketing()

@@ -4,20 +4,28 @@ Every money fact is posted by a subscriber of the event that announces it, in th
 own transaction (its delivery row makes it exactly-once; `JournalEntry.source` guards it again):
 
     trade.paid              Dr cash (1002 at a gateway, 1001 offline)    Cr 2201 per shop (what
-                                                                           the shop is owed)
+                            or 2203 (paid with a card)                     the shop is owed)
                                                                          Cr 6001 per shop (the
                                                                            platform's commission)
+    trade.paid, per order   Dr 6601 (platform-funded discount, the       Cr 2201 per shop (a
+      with a platform         `subsidy` entry; no commission on it)        subsidy the platform
+      discount                                                             owes the shop)
+    order.closed (fully     Dr 2201 (the subsidy taken back)             Cr 6601
+      refunded, subsidised)
+    card.issued,            Dr 1001 (the buyer paid us for the card)     Cr 2203 (stored value:
+      card.topped_up                                                       owed to card holders)
     payment.succeeded,      Dr 1002                                      Cr 2202 (money to give
       not applied                                                          back: late or twice)
-    payment.refunded        after-sales: Dr 2201 and 6001 (the shop's    Cr 1002
-                            and the commission's share)
+    payment.refunded        after-sales: Dr 2201 and 6001 (the shop's    Cr 1002 (2203 for a
+                            and the commission's share)                    card: back onto it)
                             otherwise:   Dr 2202
     after_sale.refunded     (offline trades) as payment.refunded         Cr 1001
     settlement.paid         Dr 2201 (the shop's statement)               Cr 1003 (the bank)
 
 Commission is the shop's `commission_rate` of what the buyer paid for its order (to the cent,
-half up), and is given back in the same proportion on refunds. Balances are sums of lines;
-nothing is typed in, an entry is never edited, only reversed.
+half up), and is given back in the same proportion on refunds. Money on cards is a liability
+(2203) until spent: a trade paid with a card moves it to the shops' payables. Balances are sums
+of lines; nothing is typed in, an entry is never edited, only reversed.
 """
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -26,12 +34,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from models.card import Card, CardLedger
 from models.finance import (JournalEntry, JournalLine, ReconciliationItem, ReconciliationRun,
                             Settlement, SettlementItem)
 from models.order import Order, Trade
 from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from models.shop import Shop
 from services import gateways
+from services.gateways.card import CHANNEL as CARD_CHANNEL
 from services.actor import is_row_id, visible_row
 from services.clock import business_date, business_day_bounds, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -47,10 +57,14 @@ ACCOUNTS = {
     "1003": "Bank",
     "2201": "Merchant payables",
     "2202": "Receipts to give back",
+    "2203": "Stored value on cards",
     "6001": "Commission revenue",
+    "6601": "Platform marketing expense",
 }
 OFFLINE_CASH, GATEWAY_CASH, PAYABLES, TO_GIVE_BACK, COMMISSION = \
     "1001", "1002", "2201", "2202", "6001"
+STORED_VALUE, MARKETING_EXPENSE = "2203", "6601"
+SUBSIDY = "subsidy"     # the journal entry kind of a platform-funded discount owed to a shop
 
 
 class UnbalancedEntry(ValueError):
@@ -145,18 +159,66 @@ def _shop_lines(order: Order, amount: Decimal, side: str) -> list:
             (COMMISSION, shop.id, commission, ZERO)]
 
 
+def _received_into(channel: str) -> str:
+    """The account money paid through `channel` is in: a card's is stored value."""
+    return STORED_VALUE if channel == CARD_CHANNEL else GATEWAY_CASH
+
+
 @subscribe("trade.paid", "finance.post_trade_paid")
 def _trade_paid(payload: dict) -> None:
     trade = db.session.get(Trade, payload["trade_id"])
-    through_gateway = db.session.scalar(select(Payment.id).where(
-        Payment.trade_id == trade.id, Payment.status == PaymentStatus.succeeded).limit(1))
-    cash = GATEWAY_CASH if through_gateway else OFFLINE_CASH
+    channels = set(db.session.scalars(select(Payment.channel).where(
+        Payment.trade_id == trade.id, Payment.status == PaymentStatus.succeeded)))
+    # a card payment succeeds only by paying its trade (never late), so when there is one it
+    # is what paid the trade; other succeeded attempts were late money, posted apart
+    if CARD_CHANNEL in channels:
+        cash, memo = STORED_VALUE, "Paid with a card"
+    else:
+        cash = GATEWAY_CASH if channels else OFFLINE_CASH
+        memo = "Paid" + (" through a gateway" if channels else " offline")
     lines = [(cash, None, trade.payable, ZERO)]
     for order in trade.orders:
         lines += _shop_lines(order, order.payable, "credit")
     post("payment", lines, reference=trade.trade_no, source=f"trade.paid:{trade.id}",
-         occurred_at=trade.paid_at, memo="Paid" + (" through a gateway" if through_gateway
-                                                    else " offline"))
+         occurred_at=trade.paid_at, memo=memo)
+
+
+@subscribe("trade.paid", "finance.post_platform_discounts")
+def _platform_discounts(payload: dict) -> None:
+    """What the platform funds of each order's discount, owed to its shop (no commission)."""
+    trade = db.session.get(Trade, payload["trade_id"])
+    for order in trade.orders:
+        if order.platform_discount and order.platform_discount > 0:
+            post(SUBSIDY, [(MARKETING_EXPENSE, None, order.platform_discount, ZERO),
+                           (PAYABLES, order.shop_id, ZERO, order.platform_discount)],
+                 reference=order.order_no, source=f"subsidy:{order.id}",
+                 occurred_at=trade.paid_at, memo="Platform-funded discount owed to the shop")
+
+
+@subscribe("order.closed", "finance.reverse_platform_discount")
+def _platform_discount_closed(payload: dict) -> None:
+    """A fully refunded order was not sold: the subsidy owed for it is taken back (partial
+    refunds keep it: the goods kept were sold at the subsidised price)."""
+    order = db.session.get(Order, payload["order_id"])
+    posted = db.session.scalar(select(JournalEntry.id).where(
+        JournalEntry.source == f"subsidy:{order.id}"))
+    if posted is None:
+        return
+    post(SUBSIDY, [(PAYABLES, order.shop_id, order.platform_discount, ZERO),
+                   (MARKETING_EXPENSE, None, ZERO, order.platform_discount)],
+         reference=order.order_no, source=f"subsidy.closed:{order.id}", occurred_at=now(),
+         memo="Platform-funded discount of a fully refunded order taken back")
+
+
+@subscribe("card.issued", "finance.post_card_issued")
+@subscribe("card.topped_up", "finance.post_card_topped_up")
+def _card_loaded(payload: dict) -> None:
+    """Money paid onto a card: cash in, owed to the card's holder until spent."""
+    row = db.session.get(CardLedger, payload["ledger_id"])
+    post("card", [(OFFLINE_CASH, None, row.delta, ZERO), (STORED_VALUE, None, ZERO, row.delta)],
+         reference=db.session.get(Card, row.card_id).card_no,
+         source=f"card.{row.reason}:{row.id}", occurred_at=row.created_at,
+         memo=f"Card {row.reason.replace('_', '-')} {row.reference}")
 
 
 @subscribe("payment.succeeded", "finance.post_unapplied_payment")
@@ -164,7 +226,7 @@ def _payment_succeeded(payload: dict) -> None:
     if payload.get("applied", True):
         return
     payment = db.session.get(Payment, payload["payment_id"])
-    post("payment.unapplied", [(GATEWAY_CASH, None, payment.amount, ZERO),
+    post("payment.unapplied", [(_received_into(payment.channel), None, payment.amount, ZERO),
                                (TO_GIVE_BACK, None, ZERO, payment.amount)],
          reference=payment.out_trade_no, source=f"payment.unapplied:{payment.id}",
          occurred_at=payment.paid_at, memo="Arrived for a trade no longer awaiting it")
@@ -185,7 +247,7 @@ def _payment_refunded(payload: dict) -> None:
         lines = _shop_lines(db.session.get(Order, request.order_id), refund.amount, "debit")
     else:
         lines = [(TO_GIVE_BACK, None, refund.amount, ZERO)]
-    post("refund", lines + [(GATEWAY_CASH, None, ZERO, refund.amount)],
+    post("refund", lines + [(_received_into(refund.payment.channel), None, ZERO, refund.amount)],
          reference=refund.out_refund_no, source=f"payment.refunded:{refund.id}",
          occurred_at=refund.finished_at)
 
@@ -339,8 +401,9 @@ def reconcile_yesterday() -> int:
 def settle(shop_id, period_end: date) -> Settlement:
     """A draft statement of what `shop_id` is owed for everything posted up to the end of
     `period_end` (business day) and not yet in a statement: buyers' payments, less commission
-    and refunds. Each journal line enters one statement only (a concurrent second statement
-    of the same lines fails on the unique line and is refused)."""
+    and refunds, plus the platform-funded discounts (`subsidy` entries). Each journal line
+    enters one statement only (a concurrent second statement of the same lines fails on the
+    unique line and is refused)."""
     from services.actor import ALL_SHOPS, shop_scope_of
 
     shop = db.session.get(Shop, shop_id) if is_row_id(shop_id) else None
@@ -352,25 +415,29 @@ def settle(shop_id, period_end: date) -> Settlement:
     if not isinstance(period_end, date) or period_end >= business_date():
         raise ValidationFailed.field("period_end", "A past business day (YYYY-MM-DD).")
     _, end = business_day_bounds(period_end)
-    lines = db.session.scalars(
-        select(JournalLine).join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+    rows = db.session.execute(
+        select(JournalLine, JournalEntry.kind)
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
         .where(JournalLine.shop_id == shop.id,
                JournalLine.account.in_([PAYABLES, COMMISSION]),
                JournalEntry.occurred_at < end,
                JournalEntry.kind != "settlement",
                JournalLine.id.not_in(select(SettlementItem.journal_line_id)))
         .order_by(JournalLine.id)).all()
-    if not lines:
+    if not rows:
         raise ConflictError("Nothing to settle", {"period_end": ["No unsettled postings."]})
-    paid = sum((l.credit for l in lines), ZERO)                 # payments, both accounts
-    refunds = sum((l.debit for l in lines), ZERO)               # refunds, both accounts
+    lines = [line for line, _ in rows]
+    bought = [line for line, kind in rows if not kind.startswith(SUBSIDY)]
+    subsidies = sum((l.credit - l.debit for l, kind in rows if kind.startswith(SUBSIDY)), ZERO)
+    paid = sum((l.credit for l in bought), ZERO)                # payments, both accounts
+    refunds = sum((l.debit for l in bought), ZERO)              # refunds, both accounts
     commission = sum((l.credit - l.debit for l in lines if l.account == COMMISSION), ZERO)
     net = sum((l.credit - l.debit for l in lines if l.account == PAYABLES), ZERO)
     if net < 0:
         raise ConflictError("Refunds exceed payments in this period: settle a later period",
                             {"period_end": [f"Net {net:.2f}."]})
     statement = Settlement(settlement_no=number("ST"), shop_id=shop.id, period_end=period_end, paid_by_buyers=paid,
-                           platform_discounts=ZERO, commission=commission, refunds=refunds,
+                           platform_discounts=subsidies, commission=commission, refunds=refunds,
                            net=net, status="draft", created_at=now())
     db.session.add(statement)
     db.session.flush()

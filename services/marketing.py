@@ -120,12 +120,17 @@ MAX_POINTS = 100_000_000
 # Promotions starting within this many days are explained as out_of_window.
 UPCOMING_DAYS = 7
 
+# Checkout reads the rules on every place: one Core statement, built once.
+_PROMOTION, _ZONE = Promotion.__table__, PromotionZone.__table__
 _PROMOTIONS = (
-    select(Promotion, PromotionZone)
-    .outerjoin(PromotionZone, PromotionZone.id == Promotion.zone_id)
-    .where(Promotion.enabled.is_(True), Promotion.ends_at > bindparam("moment"),
-           Promotion.starts_at < bindparam("horizon"),
-           or_(Promotion.shop_id.is_(None), Promotion.shop_id.in_(bindparam("shops", expanding=True)))))
+    select(_PROMOTION, _ZONE.c.enabled.label("zone_enabled"),
+           _ZONE.c.starts_at.label("zone_starts_at"), _ZONE.c.ends_at.label("zone_ends_at"),
+           _ZONE.c.spu_ids.label("zone_spu_ids"))
+    .select_from(_PROMOTION.outerjoin(_ZONE, _ZONE.c.id == _PROMOTION.c.zone_id))
+    .where(_PROMOTION.c.enabled.is_(True), _PROMOTION.c.ends_at > bindparam("moment"),
+           _PROMOTION.c.starts_at < bindparam("horizon"),
+           or_(_PROMOTION.c.shop_id.is_(None),
+               _PROMOTION.c.shop_id.in_(bindparam("shops", expanding=True)))))
 
 
 def settings() -> pricing.Settings:
@@ -138,21 +143,24 @@ def settings() -> pricing.Settings:
 def active_promotions(shop_ids, moment) -> list[pricing.Promotion]:
     """Enabled promotions of these shops and the platform that have not ended (those about to
     start are explained as out of window), as the engine reads them."""
-    rows = db.session.execute(_PROMOTIONS, {
+    rows = db.session.connection().execute(_PROMOTIONS, {
         "moment": moment, "horizon": moment + timedelta(days=UPCOMING_DAYS),
         "shops": sorted(shop_ids)}).all()
-    return [_engine_promotion(promotion, zone) for promotion, zone in rows
-            if zone is None or zone.enabled]
+    return [_engine_promotion(row) for row in rows
+            if row.zone_id is None or row.zone_enabled]
 
 
-def _engine_promotion(promotion: Promotion, zone: PromotionZone | None) -> pricing.Promotion:
+def _engine_promotion(promotion) -> pricing.Promotion:
+    """A promotion row (with its zone's columns) as the engine reads it."""
     starts, ends = promotion.starts_at, promotion.ends_at
-    if zone is not None:      # a zone's promotion lives inside the zone's window too
-        starts, ends = max(starts, zone.starts_at), min(ends, zone.ends_at)
+    if promotion.zone_id is not None:   # a zone's promotion lives inside the zone's window too
+        starts = max(starts, promotion.zone_starts_at)
+        ends = min(ends, promotion.zone_ends_at)
     return pricing.Promotion(
         id=promotion.id, shop_id=promotion.shop_id, kind=promotion.kind, rules=promotion.rules,
         scope=promotion.scope, scope_ids=tuple(promotion.scope_ids or ()),
-        zone_spu_ids=frozenset(zone.spu_ids) if zone is not None else None,
+        zone_spu_ids=frozenset(promotion.zone_spu_ids)
+        if promotion.zone_id is not None else None,
         starts_at=starts, ends_at=ends, priority=promotion.priority,
         exclusive=promotion.exclusive, cap=promotion.cap,
         per_member_limit=promotion.per_member_limit,
@@ -167,7 +175,9 @@ def _engine_coupon(coupon: Coupon, code: str, wallet: MemberCoupon | None) -> pr
         amount=coupon.amount, percent_off=coupon.percent_off, cap=coupon.cap,
         threshold=coupon.threshold, scope=coupon.scope, scope_ids=tuple(coupon.scope_ids or ()),
         starts_at=coupon.starts_at, ends_at=coupon.ends_at, stackable=coupon.stackable,
-        usable=coupon.enabled and (wallet is None or wallet.status == "granted"),
+        # a wallet coupon still granted; a public code with some left to claim
+        usable=coupon.enabled and (wallet.status == "granted" if wallet is not None
+                                   else coupon.claimed < coupon.total_quantity),
         wallet_id=wallet.id if wallet is not None else None,
         funded_by="merchant" if coupon.shop_id else "platform")
 
@@ -206,10 +216,11 @@ def checked_points(points) -> int:
     return points
 
 
-def buyer(member_id: int, level, points: int, promotion_ids: list[int],
-          moment) -> pricing.Buyer:
+def buyer(member_id: int, level, points: int, promotion_ids: list[int], moment,
+          counts_joined: bool = True) -> pricing.Buyer:
     """The member as the engine sees them: level benefits, points balance (when spending
-    any), what they already took of these promotions, and what is left under the cap."""
+    any), what they already took of these promotions, and what is left under the cap (when
+    there is anything to join: `counts_joined`)."""
     from services.points import balance
 
     used = {}
@@ -229,7 +240,8 @@ def buyer(member_id: int, level, points: int, promotion_ids: list[int],
         level=pricing.Level(level.name, level.discount_percent, level.free_shipping_threshold)
         if level is not None else None,
         points=balance(member_id) if points else 0,
-        promotions_left=_promotions_left(member_id, moment), used=used)
+        promotions_left=_promotions_left(member_id, moment) if counts_joined else None,
+        used=used)
 
 
 def _promotions_left(member_id: int, moment) -> int | None:
@@ -253,12 +265,10 @@ def price_cart(member_id: int, level, lines: list[pricing.Line], codes=None, poi
     coupons = named_coupons(member_id, codes)
     promotions = active_promotions({line.shop_id for line in lines}, moment)
     wanted = [p.id for p in promotions if p.per_member_limit is not None]
-    return pricing.price(lines, buyer(member_id, level, points, wanted, moment), promotions,
-                         coupons, moment, points=points, freight=freight, settings=settings())
-
-
-def explained(result: pricing.Pricing) -> list[dict]:
-    return result.explanation
+    member = buyer(member_id, level, points, wanted, moment,
+                   counts_joined=bool(promotions or coupons))
+    return pricing.price(lines, member, promotions, coupons, moment, points=points,
+                         freight=freight, settings=settings())
 
 
 class PriceChanged(ConflictError):

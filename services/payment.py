@@ -1,6 +1,10 @@
 """支付中心 rules: a payment record per attempt, verified and idempotent notifications, and
 refunds through the gateway that took the money.
 
+A member's card (channel `card`, services/gateways/card.py) pays at once: the card is debited
+under its row lock within the request (lock order: the trade, then the card) and the trade is
+paid as by a gateway's notice; its refunds credit the card and succeed within the refund job.
+
 Lock order: the payment row, then its trade (`order.trade_for_update`: trade, then its orders).
 Ten copies of one notification, sequential or concurrent, queue on the payment row: the first
 changes it, the others find it settled and answer "ok" with no effect. Money that arrives for a
@@ -21,7 +25,7 @@ from models.order import OrderStatus, Trade
 from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
 from services import gateways, order
 from services.clock import now
-from services.errors import ConflictError, HoutaiError, NotFoundError
+from services.errors import ConflictError, HoutaiError, NotFoundError, ValidationFailed
 from services.events import publish
 from services.numbering import number
 from services.scheduler import scheduled
@@ -51,10 +55,16 @@ def masked_account(account: str | None) -> str | None:
 
 # -- paying a trade ---------------------------------------------------------------------------
 
-def start_payment(trade: Trade, channel) -> tuple[Payment, str]:
+def start_payment(trade: Trade, channel, card_no=None) -> tuple[Payment, str | None]:
     """A new attempt to pay `trade` (visible to the caller) through `channel`: the payment
-    record and the URL where the buyer pays. 409 unless the trade awaits payment."""
+    record and the URL where the buyer pays. 409 unless the trade awaits payment. Through
+    `card` the card named `card_no` pays the whole payable at once (no URL)."""
     gateway = gateways.gateway_for_payment(channel)
+    at_once = getattr(gateway, "settles_at_once", False)
+    if at_once and not isinstance(card_no, str):
+        raise ValidationFailed.field("card_no", "The card's number (with channel card).")
+    if not at_once and card_no is not None:
+        raise ValidationFailed.field("card_no", "Only with channel card.")
     trade = order.trade_for_update(trade.id)
     if OrderStatus(trade.status) != OrderStatus.pending_payment:
         raise ConflictError("The trade is not awaiting payment",
@@ -64,13 +74,31 @@ def start_payment(trade: Trade, channel) -> tuple[Payment, str]:
     payment = Payment(trade_id=trade.id, out_trade_no=number("P"), channel=gateway.channel,
                       amount=trade.payable, currency=CURRENCY, status=PaymentStatus.pending,
                       refunded_amount=Decimal("0.00"), created_at=now())
+    if at_once:     # the card first: refused (409), nothing of the attempt is written
+        charged = gateway.charge(payment.out_trade_no, card_no, trade.member_id, trade.payable)
     db.session.add(payment)
     db.session.flush()
+    if at_once:
+        _paid_at_once(payment, charged, card_no)
+        return payment, None
     pay_url = gateway.create_payment(gateways.PaymentRequest(
         out_trade_no=payment.out_trade_no, amount=payment.amount, currency=CURRENCY,
         subject=f"Trade {trade.trade_no}"))
     publish("payment.created", {"payment_id": payment.id, "trade_id": trade.id})
     return payment, pay_url
+
+
+def _paid_at_once(payment: Payment, transaction_id: str, card_no: str) -> None:
+    """The card was debited the whole payable (under its row lock): the payment succeeds and
+    pays the trade as a gateway's notice would."""
+    publish("payment.created", {"payment_id": payment.id, "trade_id": payment.trade_id})
+    payment.transaction_id = transaction_id
+    payment.payer_account = masked_account(card_no.strip())
+    payment.status = PaymentStatus.succeeded
+    payment.paid_at = now()
+    applied = _apply_to_trade(payment)
+    publish("payment.succeeded", {"payment_id": payment.id, "trade_id": payment.trade_id,
+                                  "amount": f"{payment.amount:.2f}", "applied": applied})
 
 
 def _payment_for_update(out_trade_no: str, channel: str) -> Payment:
@@ -181,9 +209,10 @@ def submit_refund(refund_id: int) -> PaymentRefund | None:
     if refund is None or RefundStatus(refund.status) != RefundStatus.pending:
         return refund
     payment = refund.payment
+    gateway = gateways.gateway(payment.channel)
     refund.attempts += 1
     try:
-        refund.gateway_refund_id = gateways.gateway(payment.channel).refund(
+        refund.gateway_refund_id = gateway.refund(
             payment.out_trade_no, refund.out_refund_no, refund.amount, payment.currency)
     except Exception as error:  # noqa: BLE001 - any gateway failure is retried, then surfaced
         refund.last_error = f"{type(error).__name__}: {error}"[:2000]
@@ -191,9 +220,19 @@ def submit_refund(refund_id: int) -> PaymentRefund | None:
             _refund_failed(refund, payment)
         db.session.commit()
         return refund
-    refund.status = RefundStatus.submitted
+    if getattr(gateway, "settles_at_once", False):
+        _refund_succeeded(refund, now())    # the money is back already: no notification
+    else:
+        refund.status = RefundStatus.submitted
     db.session.commit()
     return refund
+
+
+def _refund_succeeded(refund: PaymentRefund, finished_at) -> None:
+    refund.status = RefundStatus.succeeded
+    refund.finished_at = finished_at
+    publish("payment.refunded", {"refund_id": refund.id, "payment_id": refund.payment_id,
+                                 "amount": f"{refund.amount:.2f}"})
 
 
 def _refund_failed(refund: PaymentRefund, payment: Payment) -> None:
@@ -223,10 +262,7 @@ def handle_refund_notice(channel: str, body: bytes, headers) -> PaymentRefund:
             "amount": [f"Expected {refund.amount:.2f}."]})
     refund.gateway_refund_id = notice.refund_id
     if notice.succeeded:
-        refund.status = RefundStatus.succeeded
-        refund.finished_at = notice.refunded_at or now()
-        publish("payment.refunded", {"refund_id": refund.id, "payment_id": refund.payment_id,
-                                     "amount": f"{refund.amount:.2f}"})
+        _refund_succeeded(refund, notice.refunded_at or now())
     else:
         _refund_failed(refund, refund.payment)
     return refund

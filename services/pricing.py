@@ -168,7 +168,7 @@ def _money(value: Decimal) -> str:
 
 
 def _entry(rule: str, layer: str, amount: Decimal, reason: str) -> dict:
-    return {"rule": rule, "layer": layer, "applied": reason == "applied" and amount > 0,
+    return {"rule": rule, "layer": layer, "applied": reason == "applied",
             "amount": _money(amount if reason == "applied" else ZERO), "reason": reason}
 
 
@@ -430,8 +430,9 @@ def _trial(lines: list[Priced], rules: list, evaluate, cap: _Cap, kind, keeps_ze
             result["applied"][rule.rule] = (taken, [index[id(t)] for t in covered])
             result["total"] += taken
             used.update(index[id(t)] for t in covered)
+        # applicable but with nothing to take: the lines' floors are reached
         result["reasons"][rule.rule] = reason if reason != "applied" or amount > 0 or \
-            keeps_zero(rule) else "threshold_not_met"
+            keeps_zero(rule) else "limit_reached"
     return result
 
 
@@ -455,6 +456,8 @@ def _points_layer(lines: list[Priced], buyer: Buyer, points: int, settings: Sett
 def _freight_layer(lines: list[Priced], buyer: Buyer, coupons: list[Coupon], freight: Decimal,
                    explanation: list) -> Decimal:
     """Free shipping: a free-shipping coupon that applied, or the level's threshold."""
+    if freight <= 0:
+        return ZERO
     free_coupon = next((c for c in coupons if c.kind == "free_shipping"), None)
     if free_coupon is not None:
         return freight

@@ -10,17 +10,20 @@ import io
 from decimal import Decimal
 
 from PIL import Image
+from sqlalchemy import select
 
 from app.extensions import db
 from models.after_sale import AfterSale, AfterSaleEvent
 from models.audit import AuditLog
+from models.card import Card
 from models.finance import Settlement
 from models.invoice import Invoice
-from models.marketing import Coupon, MemberCoupon
+from models.marketing import (Coupon, CouponIssue, MemberCoupon, Promotion, PromotionUsage,
+                              PromotionZone)
 from models.ticket import Agent, CallRecord, Ticket, TicketMessage, TicketQueue
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
-from models.member import Member, MemberAddress
+from models.member import Member, MemberAddress, MemberLevel
 from models.order import Order, ServiceCode, ShippingNotice, Trade
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
@@ -380,9 +383,93 @@ def _member_coupon_row(shop: Shop):
     return granted
 
 
+def promotion_body(shop: Shop | None, **overrides) -> dict:
+    """A 满减 promotion (满100减10) of `shop` (None: the platform's), live for 30 days."""
+    from datetime import timedelta
+
+    from services import clock
+
+    start = clock.now() - timedelta(days=1)
+    body = {"name": f"Promotion {next(_serial)}", "kind": "threshold",
+            "rules": {"tiers": [{"threshold": "100.00", "amount": "10.00"}]},
+            "scope": "all", "scope_ids": [], "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(days=30)).isoformat(), "priority": 0,
+            "exclusive": False, "enabled": True}
+    if shop is not None:
+        body["shop_id"] = shop.id
+    body.update(overrides)
+    return body
+
+
+def _dated(body: dict, money=("amount", "threshold", "cap", "budget")) -> dict:
+    from datetime import datetime
+    from decimal import Decimal as D
+
+    for name in money:
+        if body.get(name) is not None:
+            body[name] = D(body[name])
+    for moment in ("starts_at", "ends_at"):
+        body[moment] = datetime.fromisoformat(body[moment])
+    return body
+
+
+def make_promotion(shop: Shop | None, **overrides) -> "Promotion":
+    from services import marketing
+
+    promotion = marketing.check_promotion(Promotion(**_dated(promotion_body(shop, **overrides))))
+    db.session.add(promotion)
+    db.session.commit()
+    return promotion
+
+
+def zone_body(shop: Shop | None, **overrides) -> dict:
+    from datetime import timedelta
+
+    from services import clock
+
+    start = clock.now() - timedelta(days=1)
+    body = {"name": f"Zone {next(_serial)}", "kind": "event", "banner_url": "/banners/z.png",
+            "spu_ids": [1, 2],
+            "starts_at": start.isoformat(), "ends_at": (start + timedelta(days=7)).isoformat(),
+            "enabled": True}
+    if shop is not None:
+        body["shop_id"] = shop.id
+    body.update(overrides)
+    return body
+
+
+def make_zone(shop: Shop | None, **overrides) -> "PromotionZone":
+    zone = PromotionZone(**_dated(zone_body(shop, **overrides)))
+    db.session.add(zone)
+    db.session.commit()
+    return zone
+
+
+def _usage_row(shop: Shop):
+    """A promotion taken by a placed order of `shop` (满100减10 on a ¥198 cart)."""
+    make_promotion(shop)
+    placed = make_order(shop, quantity=2)
+    return db.session.scalars(select(PromotionUsage).where(
+        PromotionUsage.order_id == placed.id)).one()
+
+
+def _issue_row(shop: Shop):
+    from services import marketing
+
+    coupon = make_coupon(shop)
+    with acting_as(Actor.system("factory")):
+        batch = marketing.start_issue(coupon.id, [make_member().id], "factory")
+        db.session.commit()
+    return batch
+
+
 ROW_FACTORIES = {
     Coupon: make_coupon,
     MemberCoupon: _member_coupon_row,
+    Promotion: make_promotion,
+    PromotionZone: make_zone,
+    PromotionUsage: _usage_row,
+    CouponIssue: _issue_row,
     Invoice: _invoice_row,
     Ticket: _ticket_row,
     TicketMessage: lambda shop: _ticket_row(shop).messages[0],
@@ -477,6 +564,12 @@ API_BODIES = {
     Ticket: _ticket_body,
     Invoice: _invoice_body,
     Coupon: coupon_body,
+    Promotion: promotion_body,
+    PromotionZone: zone_body,
+    MemberLevel: lambda shop: {"name": f"Level {next(_serial)}",
+                               "growth_threshold": next(_serial) * 100,
+                               "discount_percent": "2.00", "points_multiplier": "1.50"},
+    Card: lambda shop: {"kind": "gift", "amount": "100.00"},
     TicketQueue: lambda shop: {"name": f"Queue {next(_serial)}", "skill": "general",
                                "response_minutes": 30, "resolve_minutes": 240,
                                "enabled": True},

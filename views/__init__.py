@@ -5,13 +5,14 @@ from flask_babel import lazy_gettext as _l
 def register(appbuilder) -> None:
     from views.after_sale import AfterSaleApi, AfterSaleEventApi, AfterSaleView
     from views.audit import AuditLogApi, AuditLogView
+    from views.card import CardApi, CardLedgerApi, CardLedgerView, CardView
     from views.events import EventDeliveryApi, EventDeliveryView, OutboxEventApi, OutboxEventView
     from views.inventory import (StockApi, StockLedgerApi, StockLedgerView, StockView,
                                  WarehouseApi, WarehouseView)
     from views.order import (CheckoutApi, OrderApi, OrderView, ServiceCodeApi,
                              ShippingNoticeApi, ShippingNoticeView, TradeApi, TradeView)
-    from views.member import (MemberAddressApi, MemberAddressView, MemberApi, MemberView,
-                              PointsLedgerApi)
+    from views.member import (MemberAddressApi, MemberAddressView, MemberApi, MemberLevelApi,
+                              MemberLevelView, MemberView, PointsLedgerApi)
     from views.product import (AttributeApi, AttributeView, BrandApi, BrandView, CategoryApi,
                                CategoryView, PriceChangeApi, PriceChangeView, SkuApi, SkuView,
                                SpuApi, SpuTransitionApi, SpuTransitionView, SpuView)
@@ -20,7 +21,10 @@ def register(appbuilder) -> None:
                                ReconciliationRunApi, ReconciliationRunView, SettlementApi,
                                SettlementView)
     from views.invoice import InvoiceApi, InvoiceView
-    from views.marketing import CouponApi, CouponView, MemberCouponApi, MemberCouponView
+    from views.marketing import (CouponApi, CouponIssueApi, CouponView, MemberCouponApi,
+                                 MemberCouponView, PricingPreviewView, PromotionApi,
+                                 PromotionUsageApi, PromotionUsageView, PromotionView,
+                                 PromotionZoneApi, PromotionZoneView)
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
     from views.shop import ShopApi, ShopView
     from views.ticket import (AgentApi, CallRecordApi, CallRecordView, TicketApi,
@@ -99,7 +103,16 @@ def register(appbuilder) -> None:
                         **marketing)
     appbuilder.add_view(MemberCouponView, "Coupon wallets", label=_l("Coupon wallets"),
                         icon="fa-credit-card", **marketing)
-    for api in (CouponApi, MemberCouponApi):
+    appbuilder.add_view(PromotionView, "Promotions", label=_l("Promotions"), icon="fa-percent",
+                        **marketing)
+    appbuilder.add_view(PromotionZoneView, "Promotion zones", label=_l("Promotion zones"),
+                        icon="fa-th-large", **marketing)
+    appbuilder.add_view(PromotionUsageView, "Promotion usage", label=_l("Promotion usage"),
+                        icon="fa-list", **marketing)
+    appbuilder.add_view(PricingPreviewView, "Pricing preview", label=_l("Pricing preview"),
+                        icon="fa-calculator", **marketing)
+    for api in (CouponApi, MemberCouponApi, CouponIssueApi, PromotionApi, PromotionZoneApi,
+                PromotionUsageApi):
         appbuilder.add_api(api)
 
     money = dict(category="Finance", category_label=_l("Finance"), category_icon="fa-book")
@@ -127,6 +140,14 @@ def register(appbuilder) -> None:
     appbuilder.add_api(MemberApi)
     appbuilder.add_api(MemberAddressApi)
     appbuilder.add_api(PointsLedgerApi)
+    appbuilder.add_view(MemberLevelView, "Member levels", label=_l("Member levels"),
+                        icon="fa-star", **members)
+    appbuilder.add_api(MemberLevelApi)
+    appbuilder.add_view(CardView, "Cards", label=_l("Cards"), icon="fa-credit-card", **members)
+    appbuilder.add_view(CardLedgerView, "Card ledger", label=_l("Card ledger"), icon="fa-list",
+                        **members)
+    appbuilder.add_api(CardApi)
+    appbuilder.add_api(CardLedgerApi)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")

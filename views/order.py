@@ -129,7 +129,7 @@ class TradeApi(ReadOnlyModelApi):
     center = "trade"
     include_route_methods = {"get", "get_list", "info", "cancel", "mark_paid", "pay"}
     list_columns = TRADE_COLUMNS
-    show_columns = TRADE_COLUMNS + ["address"]
+    show_columns = TRADE_COLUMNS + ["address", "pricing"]
     search_columns = ["trade_no", "member_id", "status", "created_at"]
     order_columns = ["id", "created_at", "payable"]
     base_order = ("id", "desc")
@@ -171,7 +171,8 @@ class TradeApi(ReadOnlyModelApi):
 
     @api_action("/<int:pk>/pay", "pay")
     def pay(self, pk):
-        """Start paying the trade through a gateway channel (each call is a new attempt)
+        """Start paying the trade through a gateway channel (each call is a new attempt), or
+        pay it at once with a member's card (channel card, card_no)
         ---
         post:
           requestBody:
@@ -179,16 +180,20 @@ class TradeApi(ReadOnlyModelApi):
               application/json:
                 schema:
                   type: object
-                  properties: {channel: {type: string, example: sandbox}}
+                  properties: {channel: {type: string, example: sandbox},
+                               card_no: {type: string, description: with channel card}}
                   required: [channel]
           responses:
             201:
               description: 'The attempt: {"result": {"payment_id", "out_trade_no", "amount",
-                "pay_url"}}'
-            409: {description: The trade is not awaiting payment}
+                "pay_url"}} (pay_url null for a card: already paid)'
+            409: {description: 'The trade is not awaiting payment; errors.card_no: not the
+              buyer''s card, or its balance does not cover the payable'}
         """
-        body = load_or_422(PaySchema(), json_body())
-        attempt, pay_url = payment.start_payment(order.visible_trade(pk), body["channel"])
+        raw = json_body()
+        body = load_or_422(PaySchema(), {k: v for k, v in raw.items() if k != "card_no"})
+        attempt, pay_url = payment.start_payment(order.visible_trade(pk), body["channel"],
+                                                 card_no=raw.get("card_no"))
         db.session.commit()
         return self.response(201, result={
             "payment_id": attempt.id, "out_trade_no": attempt.out_trade_no,
@@ -198,8 +203,9 @@ class TradeApi(ReadOnlyModelApi):
 ORDER_COLUMNS = ["id", "order_no", "trade_id", "shop_id", "member_id", "status", "order_type",
                  "seller_flag", "goods_amount", "discount_amount", "freight", "payable",
                  "created_at", "paid_at"]
-ORDER_DETAIL = ["seller_remark", "address", "deposit", "balance", "ships_after", "delivered_at",
-                "line_items", "shipments", "service_codes", "history"]
+ORDER_DETAIL = ["platform_discount", "seller_remark", "address", "deposit", "balance",
+                "ships_after", "delivered_at", "line_items", "shipments", "service_codes",
+                "history"]
 
 
 class PaySchema(Schema):

@@ -128,3 +128,4 @@ def parse_decimal(value, field: str) -> Decimal:
 
 
 from services.gateways import sandbox  # noqa: E402,F401  (registers the sandbox channel)
+from services.gateways import card  # noqa: E402,F401  (registers the card channel)
