@@ -71,9 +71,9 @@ def _promotions() -> None:
 def _coupons() -> None:
     for coupon in (
             Coupon(name="新人券 满99减10", kind="threshold", amount=Decimal("10.00"),
-                   threshold=Decimal("99.00"), total_quantity=1000, per_member_limit=1,
-                   claimable=True, **_window(60)),
+                   threshold=Decimal("99.00"), scope="all", scope_ids=[], total_quantity=1000,
+                   per_member_limit=1, claimable=True, **_window(60)),
             Coupon(name="欢迎码 立减5元", kind="fixed", amount=Decimal("5.00"), code="WELCOME5",
-                   total_quantity=1000, per_member_limit=1, claimable=False, stackable=True,
-                   **_window(60))):
+                   scope="all", scope_ids=[], total_quantity=1000, per_member_limit=1,
+                   claimable=False, stackable=True, **_window(60))):
         db.session.add(marketing.check_coupon(coupon))

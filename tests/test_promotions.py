@@ -385,11 +385,15 @@ def test_the_preview_screen_prices_a_cart_against_the_live_rules(browser, cart, 
     assert browser("merchant_a").get("/pricingpreview/").status_code in (302, 403)
 
 
-def test_concurrent_checkouts_never_oversell_a_flash_sale(app, cart, shops):
-    """20 members buy the last 5 flash-sale units at once: exactly 5 orders get the price."""
+@pytest.mark.parametrize("limit", [{"kind": "flash_sale", "quantity": 5},
+                                   {"kind": "special_price", "budget": "395.50"}],
+                         ids=["flash_sale_units", "budget"])
+def test_concurrent_checkouts_never_oversell_a_flash_sale_or_a_budget(app, cart, shops, limit):
+    """20 members buy at once what 5 flash-sale units (or a budget of 5 × 79.10) allow:
+    exactly 5 orders get the price."""
     requires_postgres(app)
-    flash_id = make_promotion(shops["A"], kind="flash_sale", quantity=5,
-                              rules={"prices": {str(cart["skus"][0].id): "19.90"}}).id
+    flash_id = make_promotion(shops["A"], rules={"prices": {str(cart["skus"][0].id): "19.90"}},
+                              **limit).id
     buyers = []
     for _ in range(20):
         member = make_member()
@@ -399,10 +403,11 @@ def test_concurrent_checkouts_never_oversell_a_flash_sale(app, cart, shops):
         buyers.append((member, address))
     outcomes = _race(app, [body(cart, 1, member=m, address=a) for m, a in buyers])
     db.session.expire_all()
-    sold = db.session.get(Promotion, flash_id).sold
+    promotion = db.session.get(Promotion, flash_id)
     at_flash_price = OrderLine.query.filter_by(unit_price=Decimal("99.00"),
                                                payable=Decimal("19.90")).count()
-    assert sold == at_flash_price == 5
+    assert at_flash_price == 5
+    assert promotion.sold == 5 if promotion.quantity else promotion.spent == promotion.budget
     assert PromotionUsage.query.filter_by(promotion_id=flash_id).count() == 5
     assert outcomes.count("placed") + outcomes.count("conflict") == 20
 
