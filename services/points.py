@@ -40,11 +40,16 @@ def _expiry(moment: datetime) -> datetime:
 
 
 def earn(member_id: int, points: int, reference: str) -> PointsLedger | None:
+    return _new_lot(member_id, points, "earn", reference)
+
+
+def _new_lot(member_id: int, points: int, reason: str, reference: str) -> PointsLedger | None:
+    """Points in (earned, or given back): a lot that expires like points earned now."""
     if points <= 0:
         return None
     _lock_member(member_id)
     moment = now()
-    row = PointsLedger(member_id=member_id, delta=points, reason="earn", reference=reference,
+    row = PointsLedger(member_id=member_id, delta=points, reason=reason, reference=reference,
                        remaining=points, expires_at=_expiry(moment),
                        balance_after=balance(member_id) + points, created_at=moment)
     db.session.add(row)
@@ -82,22 +87,14 @@ def take(member_id: int, points: int, reason: str, reference: str,
 
 
 def give_back(member_id: int, points: int, reference: str) -> PointsLedger | None:
-    """Points spent on a cancelled or refunded order come back (once per reference), as a new
-    lot that expires like points earned now."""
-    if points <= 0:
-        return None
+    """Points spent on a cancelled or refunded order come back (once per reference: the
+    member's lock is taken before looking)."""
     _lock_member(member_id)
     if db.session.scalar(select(PointsLedger.id).where(
             PointsLedger.member_id == member_id, PointsLedger.reason == "return",
             PointsLedger.reference == reference)) is not None:
         return None
-    moment = now()
-    row = PointsLedger(member_id=member_id, delta=points, reason="return", reference=reference,
-                       remaining=points, expires_at=_expiry(moment),
-                       balance_after=balance(member_id) + points, created_at=moment)
-    db.session.add(row)
-    db.session.flush()
-    return row
+    return _new_lot(member_id, points, "return", reference)
 
 
 @subscribe("order.completed", "points.earn_on_completed_order")

@@ -534,6 +534,30 @@ def make_order(shop: Shop, quantity: int = 1, **spu_terms) -> Order:
     return db.session.get(Trade, placed.trade_id).orders[0]
 
 
+def stocked_cart(shops, stock: int = 5) -> dict:
+    """Two on-sale SKUs of shop A (99.00 each) and one of shop B, `stock` units each in a
+    warehouse of their shop; a member ("buyer") with an address."""
+    from services import product
+
+    catalog()
+    skus = []
+    for shop, count in ((shops["A"], 2), (shops["B"], 1)):
+        spu = make_spu(shop, with_skus=True)
+        with acting_as(Actor.system("factory")):
+            product.submit_spu(spu.id)
+            product.approve_spu(spu.id)
+            db.session.commit()
+        warehouse = make_warehouse(shop)
+        for sku in spu.skus[:count]:
+            stock_up(sku, warehouse, stock)
+            skus.append(sku)
+    buyer = make_member("buyer")
+    address = MemberAddress(**address_body(buyer.id))
+    db.session.add(address)
+    db.session.commit()
+    return {"skus": skus, "member": buyer, "address": address}
+
+
 def make_member(account: str | None = None) -> Member:
     member = Member(account=account or f"buyer{next(_serial)}", name="王小明", phone="13812345678")
     db.session.add(member)

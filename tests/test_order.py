@@ -10,32 +10,14 @@ from models.member import MemberAddress
 from models.order import Order, Trade
 from services import clock, order
 from services.actor import Actor, acting_as
-from tests.factories import (address_body, catalog, make_member, make_spu, make_warehouse,
-                             stock_up)
+from tests.factories import (address_body, make_member, make_spu, make_warehouse, stock_up,
+                             stocked_cart)
 
 
 @pytest.fixture
 def cart(app, shops, users):
     """Two on-sale SKUs of shop A and one of shop B, stocked; a member with an address."""
-    from services import product
-
-    catalog()
-    skus = []
-    for shop, count in ((shops["A"], 2), (shops["B"], 1)):
-        spu = make_spu(shop, with_skus=True)
-        with acting_as(Actor.system("test")):
-            product.submit_spu(spu.id)
-            product.approve_spu(spu.id)
-            db.session.commit()
-        warehouse = make_warehouse(shop)
-        for sku in spu.skus[:count]:
-            stock_up(sku, warehouse, 5)
-            skus.append(sku)
-    buyer = make_member("buyer")
-    address = MemberAddress(**address_body(buyer.id))
-    db.session.add(address)
-    db.session.commit()
-    return {"skus": skus, "member": buyer, "address": address}
+    return stocked_cart(shops, stock=5)
 
 
 def body(cart, *quantities):

@@ -11,14 +11,13 @@ from sqlalchemy import select
 from app.extensions import db
 from app.queue import run_inprocess_jobs
 from models.marketing import Coupon, CouponIssue, MemberCoupon, Promotion, PromotionUsage
-from models.member import Member, MemberAddress, MemberLevel, PointsLedger
+from models.member import Member, MemberAddress, PointsLedger
 from models.order import Order, OrderLine, Trade
 from services import clock, finance, marketing, order, points
 from services.actor import Actor, acting_as
 from tests.conftest import requires_postgres
-from tests.factories import (address_body, catalog, coupon_body, make_coupon, make_member,
-                             make_promotion, make_spu, make_warehouse, promotion_body,
-                             refund_through_after_sale, stock_up)
+from tests.factories import (address_body, make_coupon, make_member, make_promotion,
+                             promotion_body, refund_through_after_sale, stocked_cart)
 
 
 @pytest.fixture(autouse=True)
@@ -30,25 +29,7 @@ def inprocess(app, monkeypatch):
 @pytest.fixture
 def cart(app, shops, users):
     """Two on-sale SKUs of shop A (99.00 each) and one of shop B, 50 in stock; a member."""
-    from services import product
-
-    catalog()
-    skus = []
-    for shop, count in ((shops["A"], 2), (shops["B"], 1)):
-        spu = make_spu(shop, with_skus=True)
-        with acting_as(Actor.system("test")):
-            product.submit_spu(spu.id)
-            product.approve_spu(spu.id)
-            db.session.commit()
-        warehouse = make_warehouse(shop)
-        for sku in spu.skus[:count]:
-            stock_up(sku, warehouse, 50)
-            skus.append(sku)
-    buyer = make_member("buyer")
-    address = MemberAddress(**address_body(buyer.id))
-    db.session.add(address)
-    db.session.commit()
-    return {"skus": skus, "member": buyer, "address": address}
+    return stocked_cart(shops, stock=50)
 
 
 def body(cart, *quantities, member=None, address=None, **extra):
@@ -349,6 +330,9 @@ def test_levels_follow_growth_and_give_their_benefits(app, api, cart):
     assert points.balance(member.id) == 198                  # earned at the old level
     answer = quote(api, body(cart, 1)).json["result"]
     assert answer["payable"] == "94.05" and explained(answer, "level")["amount"] == "4.95"
+    assert api("Marketing").delete(f"/api/v1/member_level/{gold.level_id}").status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Member, member.id).level.name == "普通"     # back to what it reached
 
 
 def test_the_members_promotion_cap_guards_against_abuse(app, api, cart, shops, monkeypatch):

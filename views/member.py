@@ -179,7 +179,26 @@ LEVEL_COLUMNS = ["name", "growth_threshold", "discount_percent", "free_shipping_
                  "points_multiplier"]
 
 
-class MemberLevelApi(HoutaiModelApi):
+class RelevelOnSave:
+    """Levels changed: every member is put at the level their growth reached (a deleted
+    level's members first lose it)."""
+
+    def post_add(self, item):
+        member.relevel()
+        db.session.commit()
+
+    def post_update(self, item):
+        self.post_add(item)
+
+    def pre_delete(self, item):
+        db.session.execute(Member.__table__.update().where(Member.level_id == item.id)
+                           .values(level_id=None))
+
+    def post_delete(self, item):
+        self.post_add(item)
+
+
+class MemberLevelApi(RelevelOnSave, HoutaiModelApi):
     """Member levels: the growth that reaches each, and its benefits."""
 
     resource_name = "member_level"
@@ -196,24 +215,8 @@ class MemberLevelApi(HoutaiModelApi):
     def pre_update(self, item):
         member.check_level(item)
 
-    def post_add(self, item):
-        member.relevel()
-        db.session.commit()
 
-    def post_update(self, item):
-        member.relevel()
-        db.session.commit()
-
-    def pre_delete(self, item):
-        db.session.execute(Member.__table__.update().where(Member.level_id == item.id)
-                           .values(level_id=None))
-
-    def post_delete(self, item):
-        member.relevel()
-        db.session.commit()
-
-
-class MemberLevelView(HoutaiModelView):
+class MemberLevelView(RelevelOnSave, HoutaiModelView):
     datamodel = SQLAInterface(MemberLevel)
     center = "member_level"
     list_title = _l("Member levels")
@@ -231,11 +234,3 @@ class MemberLevelView(HoutaiModelView):
     def pre_update(self, item):
         super().pre_update(item)
         _screen_rule(member.check_level, item)
-
-    def post_add(self, item):
-        member.relevel()
-        db.session.commit()
-
-    def post_update(self, item):
-        member.relevel()
-        db.session.commit()
