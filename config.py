@@ -30,6 +30,9 @@
 | POINTS_MAX_SHARE | 0.50: points pay at most this share of what is left after coupons |
 | MEMBER_PROMOTION_CAP | 20: promotions (coupons included) one member may join per period (0: no cap) |
 | MEMBER_PROMOTION_CAP_DAYS | 1: the length of that period, in days |
+| REVIEW_DAYS | 15: days after delivery a buyer may review; then `houtai tick` records a default positive review |
+| MODERATION_CONTACT_ACTION | `mask`: what a phone number, URL, WeChat or QQ id in a text does (`mask`, `review`, `block`) |
+| IMAGE_HASH_DISTANCE | 10: how many of the 64 perceptual-hash bits may differ for an image to match a blocked one |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -63,6 +66,14 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def _choice(env, name: str, allowed: tuple, default: str) -> str:
+    """A setting that is one of `allowed`: anything else stops the process at start."""
+    value = env.get(name, default)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def build_config(instance_path: str, env: dict | None = None) -> dict:
@@ -113,6 +124,10 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "POINTS_MAX_SHARE": Decimal(env.get("POINTS_MAX_SHARE", "0.50")),
         "MEMBER_PROMOTION_CAP": max(0, int(env.get("MEMBER_PROMOTION_CAP", "20"))),
         "MEMBER_PROMOTION_CAP_DAYS": max(1, int(env.get("MEMBER_PROMOTION_CAP_DAYS", "1"))),
+        "REVIEW_DAYS": max(1, int(env.get("REVIEW_DAYS", "15"))),
+        "MODERATION_CONTACT_ACTION": _choice(env, "MODERATION_CONTACT_ACTION",
+                                             ("mask", "review", "block"), "mask"),
+        "IMAGE_HASH_DISTANCE": max(0, min(32, int(env.get("IMAGE_HASH_DISTANCE", "10")))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

@@ -38,11 +38,15 @@ ROLES: dict[str, dict[str, object]] = {
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
     "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
-                 "inventory": READ, "member": READ, "payment": READ, "after_sale": READ},
+                 "inventory": READ, "member": READ, "payment": READ, "after_sale": READ,
+                 "risk_cases": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ, "member": READ_REVEAL, "order": READ,
                         "payment": READ, "after_sale": WRITE, "ticket": WRITE,
-                        "ticket_internal": WRITE, "ticket_setup": WRITE, "card": READ},
+                        "ticket_internal": WRITE, "ticket_setup": WRITE, "card": READ,
+                        "risk_cases": READ,
+                        "review": (READ, {"can_reply", "can_hide"}), "moderation": READ,
+                        "feedback": WRITE},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ, "card": WRITE, "member_level": WRITE,
                   "pricing_preview": WRITE},
@@ -51,8 +55,12 @@ ROLES: dict[str, dict[str, object]] = {
                 "trade": READ, "after_sale": READ},
     "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
     "Purchasing": {"purchasing": WRITE, "inventory": READ},
-    "Risk": {"risk": WRITE, "audit": READ},
+    # risk control: rules, blacklists, the case queue; members' pages to judge a case
+    "Risk": {"risk": WRITE, "risk_cases": WRITE, "audit": READ, "member": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
+                   # moderation: the queue's decisions, hiding, the word and image lists
+                   "review": WRITE, "moderation": WRITE, "moderation_setup": WRITE,
+                   "feedback": WRITE,
                    "storage": WRITE, "member": WRITE, "ticket_setup": WRITE, "card": WRITE,
                    "member_level": WRITE},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
@@ -61,7 +69,9 @@ ROLES: dict[str, dict[str, object]] = {
                  # the shop's tickets: read, answer, resolve; never open or reassign them
                  "ticket": (READ, {"can_reply", "can_resolve", "can_conversation"}),
                  "ticket_internal": READ,
-                 "invoice": (READ, {"can_issue"}), "marketing": WRITE},
+                 "invoice": (READ, {"can_issue"}), "marketing": WRITE,
+                 # the shop's reviews: read and answer; moderation is the platform's
+                 "review": (READ, {"can_reply"})},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,
@@ -69,6 +79,9 @@ ROLES: dict[str, dict[str, object]] = {
                    "trade": WRITE, "payment": READ,
                    # a member's cards (卡券), read; they pay with them through `trade`
                    "card": READ,
+                   # buyers review, follow up, give feedback; texts are checked before posting
+                   "review": (READ, {"can_post", "can_follow_up"}),
+                   "feedback": (READ, {"can_post"}), "moderation": (READ, {"can_check"}),
                    # levels (and their benefits) the storefront shows its members
                    "member_level": READ,
                    # the buyer asks, sends goods back, or withdraws; the shop decides
@@ -154,6 +167,10 @@ class HoutaiSecurityApi(OpenApiErrorsMixin, SecurityApi):
         user = self.appbuilder.sm.auth_user_db(payload["username"], payload["password"])
         if not user:
             return self.response(401, message="Wrong username or password", errors={})
+        from services import risk
+
+        if risk.login_refused(user.id):       # device (X-Device-Id) or IP blacklisted, ...
+            return self.response(403, message=risk.BLOCKED, errors={})
         tokens = {"access_token": create_access_token(identity=str(user.id), fresh=True)}
         if payload["refresh"]:
             tokens["refresh_token"] = create_refresh_token(identity=str(user.id))

@@ -2,7 +2,8 @@
 import importlib
 import sys
 
-BENCHMARKS = ["bench.events", "bench.checkout", "bench.order_list", "bench.pricing"]
+BENCHMARKS = ["bench.events", "bench.checkout", "bench.order_list", "bench.pricing",
+              "bench.moderation"]
 
 
 def main(argv=None) -> int:

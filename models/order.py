@@ -49,6 +49,8 @@ class Trade(db.Model):
     payable = Column(Money, nullable=False)
     # how the price came about: the pricing engine's explanation, coupons and points spent
     pricing = Column(JSON, nullable=True)
+    # risk control's word at checkout: none | held (shipping waits for a person)
+    risk_status = Column(String(8), nullable=False, default="none", server_default="none")
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     paid_at = Column(UTCDateTime, nullable=True)
     orders = relationship("Order", back_populates="trade", order_by="Order.id")

@@ -22,7 +22,7 @@ from models.after_sale import (AfterSale, AfterSaleEvent, AfterSaleKind, AfterSa
 from models.order import NoticeStatus, Order, OrderLine, OrderStatus, ShippingNotice
 from models.payment import Payment, PaymentStatus
 from models.product import Category, Spu
-from services import inventory, order, payment
+from services import inventory, order, payment, risk
 from services.actor import current_actor, scope_query, visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -93,6 +93,12 @@ def request(line_id, kind, quantity, amount: Decimal, reason, no_reason: bool = 
         _check_no_reason(line)
     if kind == AfterSaleKind.exchange:
         amount = ZERO
+    _check_amount(amount)
+    if amount > refundable_on(line):
+        raise OverRefund(refundable_on(line))
+    verdict = risk.assess("refund_requested", member_id=target.member_id, amount=amount)
+    if verdict.blocked:     # the decision is kept; the request is not made
+        raise risk.RiskBlocked()
     _reserve(line, amount)
     item = AfterSale(after_sale_no=number("AS"), shop_id=line.shop_id, order_id=line.order_id,
                      order_line_id=line.id, member_id=target.member_id, kind=kind,
@@ -102,6 +108,7 @@ def request(line_id, kind, quantity, amount: Decimal, reason, no_reason: bool = 
     db.session.add(item)
     db.session.flush()
     _on_timeline(item, None, AfterSaleStatus.requested, reason)
+    risk.link(verdict, f"after_sale:{item.id}")
     if kind == AfterSaleKind.refund_only:
         _intercept(item, target, line)
     publish("after_sale.requested", {"after_sale_id": item.id, "order_id": item.order_id,
@@ -194,10 +201,14 @@ def refundable_on(line: OrderLine) -> Decimal:
     return line.payable - line.after_sale_amount
 
 
-def _reserve(line: OrderLine, amount) -> None:
+def _check_amount(amount) -> None:
     if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0 or \
             amount != amount.quantize(Decimal("0.01")):
         raise ValidationFailed.field("amount", "An amount such as \"12.34\".")
+
+
+def _reserve(line: OrderLine, amount) -> None:
+    _check_amount(amount)
     if amount == 0:
         return
     taken = db.session.execute(
@@ -422,6 +433,7 @@ def refund(after_sale_id) -> AfterSale:
             AfterSaleStatus(item.status) == AfterSaleStatus.approved:
         raise IllegalAfterSaleTransition("Refund a return once the goods are received",
                                          {"status": ["approved"]})
+    risk.ensure_refund_not_held(item.id)
     _move(item, "refund")
     target = db.session.get(Order, item.order_id)
     paid = db.session.scalars(select(Payment).where(

@@ -360,3 +360,65 @@ register_panel(Panel("promotion_gmv", _l("Promotion GMV (30 days)"), "bar",
                      ("can_list", "PromotionView"), promotion_gmv))
 register_panel(Panel("members_by_level", _l("Members by level"), "doughnut",
                      ("can_list", "MemberLevelView"), members_by_level))
+
+
+# -- reviews and moderation --------------------------------------------------------------------
+
+def moderation_outcomes(days: int = MARKETING_DAYS) -> dict:
+    """Reviews, follow-ups and replies written over the last `days` days, by where moderation
+    (or staff) put them; `manual_review` is the queue waiting for a person."""
+    from models.review import REVIEW_STATUSES, Review
+
+    counts = dict(scope_query(db.session.query(Review.status, func.count(Review.id)), Review)
+                  .filter(Review.created_at >= now() - timedelta(days=days))
+                  .group_by(Review.status).all())
+    return {"keys": list(REVIEW_STATUSES), "labels": list(REVIEW_STATUSES),
+            "values": [counts.get(status, 0) for status in REVIEW_STATUSES]}
+
+
+def ratings_by_star(days: int = MARKETING_DAYS) -> dict:
+    """Shown reviews of the last `days` days by rating (the viewer's shop only)."""
+    from models.review import VISIBLE_STATUSES, Review
+
+    counts = dict(scope_query(db.session.query(Review.rating, func.count(Review.id)), Review)
+                  .filter(Review.kind == "review", Review.status.in_(VISIBLE_STATUSES),
+                          Review.created_at >= now() - timedelta(days=days))
+                  .group_by(Review.rating).all())
+    return {"keys": [str(n) for n in range(1, 6)], "labels": [f"{n}★" for n in range(1, 6)],
+            "values": [counts.get(n, 0) for n in range(1, 6)]}
+
+
+register_panel(Panel("moderation_outcomes", _l("Moderation outcomes (30 days)"), "doughnut",
+                     ("can_list", "ReviewView"), moderation_outcomes))
+register_panel(Panel("ratings_by_star", _l("Ratings (30 days)"), "bar",
+                     ("can_list", "ReviewView"), ratings_by_star))
+
+
+# -- risk control --------------------------------------------------------------------------------
+
+RISK_DAYS = 30
+
+
+def risk_by_rule(days: int = RISK_DAYS) -> dict:
+    """Decisions over the last `days` days by the rules that fired in them (platform data)."""
+    from services.risk import decisions_by_rule
+
+    rows = decisions_by_rule(days)
+    return {"keys": [name for name, _ in rows], "labels": [name for name, _ in rows],
+            "values": [count for _, count in rows]}
+
+
+def top_flagged_members(days: int = RISK_DAYS) -> dict:
+    """The members most often flagged, held or blocked over the last `days` days."""
+    from services.risk import top_flagged_members as rows_of
+
+    rows = rows_of(days)
+    return {"keys": [str(member_id) for member_id, _, _ in rows],
+            "labels": [account for _, account, _ in rows],
+            "values": [count for _, _, count in rows]}
+
+
+register_panel(Panel("risk_by_rule", _l("Risk decisions by rule (30 days)"), "bar",
+                     ("can_list", "RiskDecisionView"), risk_by_rule))
+register_panel(Panel("top_flagged_members", _l("Most flagged members (30 days)"), "bar",
+                     ("can_list", "RiskDecisionView"), top_flagged_members))

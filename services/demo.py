@@ -66,3 +66,9 @@ def load_products() -> None:
     from services import demo_marketing
 
     demo_marketing.load_marketing()
+    from services import demo_review
+
+    demo_review.load_reviews()
+    from services import demo_risk
+
+    demo_risk.load_risk()

@@ -94,6 +94,7 @@ def claim(coupon_id, member_id, source: str = "claim",
         MemberCoupon.coupon_id == coupon.id, MemberCoupon.member_id == member.id))
     if held >= coupon.per_member_limit:
         raise ClaimRefused("member_limit", "The member holds as many as allowed")
+    verdict = _risk_of_claim(member.id) if source == "claim" else None
     taken = db.session.execute(
         update(Coupon).where(Coupon.id == coupon.id, Coupon.claimed < Coupon.total_quantity)
         .values(claimed=Coupon.claimed + 1).execution_options(synchronize_session=False))
@@ -110,7 +111,21 @@ def claim(coupon_id, member_id, source: str = "claim",
         raise ClaimRefused("member_limit", "The member holds as many as allowed") from None
     publish("coupon.claimed", {"coupon_id": coupon.id, "member_id": member.id,
                                "member_coupon_id": granted.id}, shop_id=coupon.shop_id)
+    if verdict is not None:
+        from services import risk
+
+        risk.link(verdict, f"member_coupon:{granted.id}")
     return granted
+
+
+def _risk_of_claim(member_id: int):
+    """A member's own claim asks risk control (coupon farming): a block is 403 risk_blocked."""
+    from services import risk
+
+    verdict = risk.assess("coupon_claimed", member_id=member_id)
+    if verdict.blocked:
+        raise risk.RiskBlocked()
+    return verdict
 
 
 # -- pricing: what the engine reads, and what checkout commits ----------------------------------

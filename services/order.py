@@ -22,7 +22,7 @@ from models.member import Member, MemberAddress, MemberLevel
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
                           OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
 from models.product import Category, Fulfilment, GoodsKind, Sku, Spu, SpuStatus
-from services import inventory, marketing, pricing
+from services import inventory, marketing, pricing, risk
 from services.actor import current_actor, is_row_id, scope_query
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -267,15 +267,21 @@ def place(body: dict, key: str) -> Placed:
     shortfall raises ShortStockError (the caller rolls back)."""
     if not isinstance(key, str) or not key.strip() or len(key) > 128:
         raise ValidationFailed.field("idempotency_key", "Send an Idempotency-Key header.")
+    client = risk.checked_client(body.get("client"))
     existing = _replayed(key, body)
     if existing is not None:
         return Placed(existing, False)
     buyer = _buyer(body)
     priced, result = _priced(_checked_lines(body.get("lines")), buyer, body)
+    verdict = risk.assess("order_placed", member_id=buyer.member_id, device=client["device_id"],
+                          ip=client["ip"], address=_address_snapshot(buyer), amount=result.payable)
+    if verdict.blocked:     # the decision is kept; nothing of the trade is
+        raise risk.RiskBlocked()
     try:
         # Claim the key right after the trade, before reserving: a concurrent duplicate waits
         # there for the first request and answers its trade, instead of racing it for stock.
-        trade = _claimed_trade(buyer, priced, key, _request_hash(body), _snapshot(result))
+        trade = _claimed_trade(buyer, priced, key, _request_hash(body), _snapshot(result),
+                               risk_status="held" if verdict.decision == "hold" else "none")
     except IntegrityError:  # a concurrent request with the same key won
         db.session.rollback()
         existing = _replayed(key, body)
@@ -283,6 +289,7 @@ def place(body: dict, key: str) -> Placed:
             raise ConflictError("A request with this key is being handled",
                                 {"idempotency_key": ["Retry shortly."]})
         return Placed(existing, False)
+    risk.link(verdict, f"trade:{trade['id']}")
     orders = _new_orders(trade, buyer, priced)
     marketing.commit_checkout(result, trade, orders, buyer.member_id)
     lines = [line for order in orders for line in order["lines"]]
@@ -326,7 +333,8 @@ def _snapshot(result: pricing.Pricing) -> dict:
             "freight_waived": _money(result.freight_waived)}
 
 
-def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None) -> dict:
+def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None,
+                   risk_status: str = "none") -> dict:
     """The trade row and the idempotency key pointing at it."""
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
@@ -335,8 +343,8 @@ def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None) ->
         "trade_no": number("T"), "member_id": buyer.member_id,
         "address": _address_snapshot(buyer), "status": OrderStatus.pending_payment,
         "goods_amount": goods, "discount_amount": discount, "freight": ZERO,
-        "payable": goods - discount, "pricing": snapshot, "created_at": stamp,
-        "paid_at": None}])[0]
+        "payable": goods - discount, "pricing": snapshot, "risk_status": risk_status,
+        "created_at": stamp, "paid_at": None}])[0]
     _inserted(IdempotencyKey, _INSERT_KEY, [{
         "caller": current_actor().name, "key": key, "request_hash": request_hash,
         "trade_id": trade["id"], "created_at": stamp}])
@@ -603,6 +611,8 @@ def split_into_notices(order: Order) -> list[ShippingNotice]:
         publish("shipping_notice.created", {"notice_id": notice.id, "route": notice.route,
                                             "warehouse_id": notice.warehouse_id},
                 shop_id=order.shop_id)
+    if order.trade.risk_status == "held":     # risk control holds the trade's shipping
+        hold_for_risk(notices)
     return notices
 
 
@@ -647,6 +657,28 @@ def _notice_must_be(notice: ShippingNotice, step: str, sources) -> None:
                                           {"status": [current.value]})
 
 
+RISK_HOLD = "Risk review"
+
+
+def hold_for_risk(notices, reason: str = RISK_HOLD) -> list[ShippingNotice]:
+    """风控: unshipped notices of a trade risk control holds wait for a person (the caller
+    holds the trade's lock); those it held already take the new reason."""
+    held = []
+    for notice in notices:
+        current = NoticeStatus(notice.status)
+        if current == NoticeStatus.held and (notice.hold_reason or "").startswith(RISK_HOLD):
+            notice.hold_reason = reason[:255]
+        elif current in NOTICE_FLOW["hold"][0]:
+            notice.held_from, notice.hold_reason = current.value, reason[:255]
+            notice.status = NoticeStatus.held
+            _notice_on_timeline(notice, f"{notice.notice_no} hold: {reason}")
+            publish("shipping_notice.held", {"notice_id": notice.id,
+                                             "order_id": notice.order_id},
+                    shop_id=notice.shop_id)
+            held.append(notice)
+    return held
+
+
 def move_notice(notice_id: int, step: str, reason: str | None = None) -> ShippingNotice:
     """A warehouse step (pick, pack, hold with a reason), reported to the order's timeline
     and to subscribers (`shipping_notice.<step>`)."""
@@ -665,10 +697,14 @@ def move_notice(notice_id: int, step: str, reason: str | None = None) -> Shippin
     return notice
 
 
-def release_notice(notice_id: int) -> ShippingNotice:
-    """A held notice goes back to where it was held."""
+def release_notice(notice_id: int, by_risk: bool = False) -> ShippingNotice:
+    """A held notice goes back to where it was held; one held by risk control only when its
+    case is released."""
     notice = notice_for_update(notice_id)
     _notice_must_be(notice, "release", {NoticeStatus.held})
+    if not by_risk and (notice.hold_reason or "").startswith(RISK_HOLD):
+        raise IllegalOrderTransitionError("Held by risk control until its case is resolved",
+                                          {"status": ["held"]})
     notice.status = NoticeStatus(notice.held_from or NoticeStatus.assigned.value)
     notice.held_from, notice.hold_reason = None, None
     _notice_on_timeline(notice, f"{notice.notice_no} released")
@@ -1029,6 +1065,7 @@ def visible_trade(trade_id: int) -> Trade:
 def trade_result(trade: Trade) -> dict:
     """The trade as the checkout API answers it."""
     return {"id": trade.id, "trade_no": trade.trade_no, "status": OrderStatus(trade.status).value,
+            "risk_status": trade.risk_status,
             "payable": _money(trade.payable),
             "discount_amount": _money(trade.discount_amount),
             "explanation": (trade.pricing or {}).get("explanation", []),

@@ -23,7 +23,7 @@ from app.extensions import db
 from app.queue import enqueue_after_commit
 from models.order import OrderStatus, Trade
 from models.payment import Payment, PaymentRefund, PaymentStatus, RefundStatus
-from services import gateways, order
+from services import gateways, order, risk
 from services.clock import now
 from services.errors import ConflictError, HoutaiError, NotFoundError, ValidationFailed
 from services.events import publish
@@ -98,7 +98,8 @@ def _paid_at_once(payment: Payment, transaction_id: str, card_no: str) -> None:
     payment.paid_at = now()
     applied = _apply_to_trade(payment)
     publish("payment.succeeded", {"payment_id": payment.id, "trade_id": payment.trade_id,
-                                  "amount": f"{payment.amount:.2f}", "applied": applied})
+                                  "amount": f"{payment.amount:.2f}", "applied": applied,
+                                  "payer": risk.payer_digest(card_no)})
 
 
 def _payment_for_update(out_trade_no: str, channel: str) -> Payment:
@@ -136,8 +137,10 @@ def handle_payment_notice(channel: str, body: bytes, headers) -> Payment:
     payment.status = PaymentStatus.succeeded
     payment.paid_at = notice.paid_at or now()
     applied = _apply_to_trade(payment)
+    # risk control counts payer accounts shared by members: a digest, never the account
     publish("payment.succeeded", {"payment_id": payment.id, "trade_id": payment.trade_id,
-                                  "amount": f"{payment.amount:.2f}", "applied": applied})
+                                  "amount": f"{payment.amount:.2f}", "applied": applied,
+                                  "payer": risk.payer_digest(notice.payer_account)})
     return payment
 
 

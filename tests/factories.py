@@ -24,7 +24,9 @@ from models.ticket import Agent, CallRecord, Ticket, TicketMessage, TicketQueue
 from models.shop import Shop
 from models.inventory import Stock, StockLedger, Warehouse
 from models.member import Member, MemberAddress, MemberLevel
+from models.review import Feedback, RatingSummary, Review, SensitiveWord
 from models.order import Order, ServiceCode, ShippingNotice, Trade
+from models.risk import Blacklist, RiskRule
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
@@ -463,7 +465,57 @@ def _issue_row(shop: Shop):
     return batch
 
 
+def delivered_order(shop: Shop, quantity: int = 1) -> Order:
+    """A paid order of `shop`, shipped and delivered (its lines may be reviewed)."""
+    from services import order as orders
+
+    placed = paid_order(shop, quantity=quantity)
+    with acting_as(Actor.system("factory")):
+        for notice in ShippingNotice.query.filter_by(order_id=placed.id):
+            orders.ship_notice(notice.id, "SF", f"SF{notice.id:010d}")
+        db.session.commit()
+        orders.deliver_order(placed.id)
+        db.session.commit()
+    return db.session.get(Order, placed.id)
+
+
+def make_review(shop: Shop, text: str = "质量很好，物流也快", rating: int = 5):
+    """A review of a delivered line of `shop`, moderated (its job run in-process)."""
+    from app.queue import run_inprocess_jobs
+    from services import review
+
+    line = delivered_order(shop).lines[0]
+    with acting_as(Actor.system("factory")):
+        item = review.post_review(line.id, rating, text)
+        db.session.commit()
+        run_inprocess_jobs(db.session)
+    return db.session.get(type(item), item.id)
+
+
+def _review_body(shop: Shop | None) -> dict:
+    """A review body for a delivered line of `shop` (an existing unreviewed one when there
+    is one, so that building the body writes nothing)."""
+    from models.order import OrderLine
+    from models.review import Review
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    line = OrderLine.query.join(Order, Order.id == OrderLine.order_id).filter(
+        Order.shop_id == shop.id, Order.status == "delivered",
+        OrderLine.id.not_in(db.session.query(Review.order_line_id))).first() or \
+        delivered_order(shop).lines[0]
+    return {"order_line_id": line.id, "rating": 4, "text": "还不错", "images": []}
+
+
+def _rating_row(shop: Shop):
+    from models.review import RatingSummary
+
+    review = make_review(shop)
+    return RatingSummary.query.filter_by(shop_id=shop.id, spu_id=review.spu_id).one()
+
+
 ROW_FACTORIES = {
+    Review: make_review,
+    RatingSummary: _rating_row,
     Coupon: make_coupon,
     MemberCoupon: _member_coupon_row,
     Promotion: make_promotion,
@@ -572,6 +624,11 @@ def address_body(member_id: int, **overrides) -> dict:
 
 
 API_BODIES = {
+    Review: _review_body,
+    Feedback: lambda shop: {"member_id": make_member().id, "topic": "app",
+                            "text": "希望增加夜间模式"},
+    SensitiveWord: lambda shop: {"word": f"敏感词{next(_serial)}", "category": "other",
+                                 "action": "mask"},
     Member: lambda shop: {"account": f"buyer{next(_serial)}", "name": "李雷",
                           "phone": "13900001111"},
     MemberAddress: lambda shop: address_body(make_member().id),
@@ -598,6 +655,11 @@ API_BODIES = {
                                "response_minutes": 30, "resolve_minutes": 240,
                                "enabled": True},
     Agent: lambda shop: {"user_id": _agent_user().id, "skills": ["general"], "available": True},
+    RiskRule: lambda shop: {"name": f"Rule {next(_serial)}", "event": "order_placed",
+                            "kind": "velocity", "action": "review", "enabled": True,
+                            "params": {"key": "member", "limit": 5, "window_minutes": 10}},
+    Blacklist: lambda shop: {"kind": "device", "value": f"device-{next(_serial)}",
+                             "reason": "Seen in fraud"},
 }
 
 

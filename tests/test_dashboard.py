@@ -26,6 +26,9 @@ MONEY_PANELS = SHOP_MONEY_PANELS | {"payments_per_day", "refunds_per_day", "refu
 # marketing: each shop's coupons and promotions; members by level is platform data
 SHOP_MARKETING_PANELS = {"coupon_usage", "promotion_gmv"}
 MARKETING_PANELS = SHOP_MARKETING_PANELS | {"members_by_level"}
+REVIEW_PANELS = {"moderation_outcomes", "ratings_by_star"}
+# risk control's panels are platform data: never a merchant's
+RISK_PANELS = {"risk_by_rule", "top_flagged_members"}
 
 
 def test_admin_panels_match_sql(browser, shops):
@@ -33,7 +36,8 @@ def test_admin_panels_match_sql(browser, shops):
     db.session.commit()
     figures = panels_on(browser("Admin").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "deliveries", "spu_status", "spu_category",
-                            "low_stock", *ORDER_PANELS, *MONEY_PANELS, *MARKETING_PANELS}
+                            "low_stock", *ORDER_PANELS, *MONEY_PANELS, *MARKETING_PANELS,
+                            *REVIEW_PANELS, *RISK_PANELS}
     by_status = dict(db.session.execute(text("SELECT status, COUNT(*) FROM shop GROUP BY status")).all())
     assert dict(zip(figures["shops"]["keys"], figures["shops"]["values"])) == {
         label: by_status.get(label, 0) for label in ("applying", "open", "suspended", "closed")}
@@ -43,7 +47,8 @@ def test_merchant_sees_only_its_shop_in_every_panel(browser, api, shops):
     api("Operations").put(f"/api/v1/shop/{shops['B'].id}", json={"name": "B renamed"})
     figures = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "spu_status", "spu_category", "low_stock",
-                            *ORDER_PANELS, *SHOP_MONEY_PANELS, *SHOP_MARKETING_PANELS}
+                            *ORDER_PANELS, *SHOP_MONEY_PANELS, *SHOP_MARKETING_PANELS,
+                            *REVIEW_PANELS}
     assert sum(figures["shops"]["values"]) == 1
     own_writes = db.session.execute(text(
         "SELECT COUNT(*) FROM audit_log WHERE shop_id = :shop"), {"shop": shops["A"].id}).scalar()

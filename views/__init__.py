@@ -26,6 +26,9 @@ def register(appbuilder) -> None:
                                  PromotionUsageApi, PromotionUsageView, PromotionView,
                                  PromotionZoneApi, PromotionZoneView)
     from views.payment import PaymentApi, PaymentRefundApi, PaymentRefundView, PaymentView
+    from views.review import (BlockedImageApi, BlockedImageView, FeedbackApi, FeedbackView,
+                              ModerationApi, RatingSummaryApi, ReviewApi, ReviewView,
+                              SensitiveWordApi, SensitiveWordView)
     from views.shop import ShopApi, ShopView
     from views.ticket import (AgentApi, CallRecordApi, CallRecordView, TicketApi,
                               TicketMessageApi, TicketQueueApi, TicketQueueView, TicketView)
@@ -133,6 +136,21 @@ def register(appbuilder) -> None:
                 FinanceApi, SettlementApi):
         appbuilder.add_api(api)
 
+    reviews = dict(category="Reviews", category_label=_l("Reviews"), category_icon="fa-star-half-o")
+    appbuilder.add_view(ReviewView, "Reviews", label=_l("Reviews"), icon="fa-comments",
+                        **reviews)
+    appbuilder.add_link("Moderation queue", label=_l("Moderation queue"),
+                        href="/reviewview/queue", icon="fa-gavel", **reviews)
+    appbuilder.add_view(FeedbackView, "Feedback", label=_l("Feedback"), icon="fa-envelope",
+                        **reviews)
+    appbuilder.add_view(SensitiveWordView, "Sensitive words", label=_l("Sensitive words"),
+                        icon="fa-ban", **reviews)
+    appbuilder.add_view(BlockedImageView, "Sensitive images", label=_l("Sensitive images"),
+                        icon="fa-picture-o", **reviews)
+    for api in (ReviewApi, RatingSummaryApi, ModerationApi, SensitiveWordApi, BlockedImageApi,
+                FeedbackApi):
+        appbuilder.add_api(api)
+
     members = dict(category="Members", category_label=_l("Members"), category_icon="fa-users")
     appbuilder.add_view(MemberView, "Members", label=_l("Members"), icon="fa-user", **members)
     appbuilder.add_view(MemberAddressView, "Shipping addresses", label=_l("Shipping addresses"),
@@ -148,6 +166,21 @@ def register(appbuilder) -> None:
                         **members)
     appbuilder.add_api(CardApi)
     appbuilder.add_api(CardLedgerApi)
+
+    from views.risk import (BlacklistApi, BlacklistView, CreditScoreApi, CreditScoreView,
+                            RiskDecisionApi, RiskDecisionView, RiskRuleApi, RiskRuleView)
+
+    risk = dict(category="Risk", category_label=_l("Risk"), category_icon="fa-shield")
+    appbuilder.add_view(RiskDecisionView, "Risk cases", label=_l("Risk cases"),
+                        icon="fa-exclamation-circle", **risk)
+    appbuilder.add_view(RiskRuleView, "Risk rules", label=_l("Risk rules"), icon="fa-sliders",
+                        **risk)
+    appbuilder.add_view(BlacklistView, "Blacklists", label=_l("Blacklists"), icon="fa-ban",
+                        **risk)
+    appbuilder.add_view(CreditScoreView, "Credit scores", label=_l("Credit scores"),
+                        icon="fa-tachometer", **risk)
+    for api in (RiskRuleApi, BlacklistApi, RiskDecisionApi, CreditScoreApi):
+        appbuilder.add_api(api)
 
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")

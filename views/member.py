@@ -6,7 +6,9 @@ from flask_babel import lazy_gettext as _l
 from app.extensions import db
 from models.member import Member, MemberAddress, MemberLevel, PointsLedger
 from services import member, points  # noqa: F401  (points: its subscribers and expiry task)
+from services import risk
 from views.base import HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, api_action, form_rule
+from views.risk import CreditScoreView
 from views.schema import ReasonSchema, json_body, load_or_422
 
 MEMBER_COLUMNS = ["id", "account", "name", "phone", "status", "level_id", "growth",
@@ -90,7 +92,7 @@ class MemberView(HoutaiModelView):
     edit_columns = add_columns
     search_columns = ["account", "status"]
     formatters_columns = masking_formatters(show_columns)
-    related_views = [MemberAddressView]
+    related_views = [MemberAddressView, CreditScoreView]   # the credit score and its factors
 
     def pre_add(self, item):
         _screen_rule(member.check_member, item)
@@ -109,6 +111,11 @@ class MemberApi(MaskingApiMixin, HoutaiModelApi):
     edit_columns = add_columns
     search_columns = ["account", "name", "status"]
     order_columns = ["id", "account", "created_at"]
+
+    def pre_get(self, data):
+        """The member with "credit_score" (0–1000) and "credit_factors" (risk control)."""
+        super().pre_get(data)
+        data["result"].update(risk.credit_of(data["result"].get("id")))
 
     def pre_add(self, item):
         member.check_member(item)

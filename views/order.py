@@ -69,7 +69,11 @@ CHECKOUT_DOC = """
                         properties: {sku_id: {type: integer}, quantity: {type: integer}}
                     coupon_codes: {type: array, items: {type: string}}
                     points: {type: integer}
-                    client: {type: object}
+                    client:
+                      type: object
+                      description: Where the buyer checks out from, for risk control
+                      properties: {device_id: {type: string, maxLength: 64},
+                                   ip: {type: string, maxLength: 45}}
                   required: [member_id, address_id, lines]
 """
 
@@ -114,7 +118,10 @@ class CheckoutApi(OpenApiErrorsMixin, BaseApi):
                      "          responses:\n            200: {description: Lines and amounts}\n")
     place.__doc__ = ("Place the order: one trade, one order per shop, stock reserved for every "
                      "line; needs an Idempotency-Key header" + CHECKOUT_DOC +
-                     "          responses:\n            201: {description: The trade}\n")
+                     "          responses:\n            201: {description: 'The trade; "
+                     "risk_status held: it ships once risk control releases it'}\n"
+                     "            403: {description: 'risk_blocked: risk control refused; "
+                     "nothing is placed'}\n")
 
 
 TRADE_COLUMNS = ["id", "trade_no", "member_id", "status", "goods_amount", "discount_amount",
@@ -129,7 +136,7 @@ class TradeApi(ReadOnlyModelApi):
     center = "trade"
     include_route_methods = {"get", "get_list", "info", "cancel", "mark_paid", "pay"}
     list_columns = TRADE_COLUMNS
-    show_columns = TRADE_COLUMNS + ["address", "pricing"]
+    show_columns = TRADE_COLUMNS + ["address", "pricing", "risk_status"]
     search_columns = ["trade_no", "member_id", "status", "created_at"]
     order_columns = ["id", "created_at", "payable"]
     base_order = ("id", "desc")
