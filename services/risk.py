@@ -30,7 +30,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
@@ -70,6 +70,7 @@ class Assessment:
     decision_id: int | None = None
     fact_id: int | None = None
     deferred: bool = False             # deferred rules wait for a job after the commit
+    fresh: bool = False                # this call wrote the fact (not a retry's answer)
 
     @property
     def blocked(self) -> bool:
@@ -233,9 +234,17 @@ def _assess(fact: Fact) -> Assessment:
     rules = _rules_of(fact.event)
     now_rules = [r for r in rules if not r["params"].get("deferred")]
     deferred = len(now_rules) != len(rules)
-    verdict = _on_own_connection(fact, now_rules)
-    if verdict is None:
-        verdict = _decide(db.session.connection(), fact, now_rules)
+    caller = db.session.connection()
+    if caller.dialect.name == "sqlite":
+        # one writer at a time: decide on our own connection before the caller writes
+        verdict = _on_own_connection(fact, now_rules) or _decide(caller, fact, now_rules)
+    else:
+        # in the caller's transaction (its key locks held to its commit, no second
+        # connection on the hot path); a block is kept on our own connection too, since the
+        # caller then rolls back
+        verdict = _decide(caller, fact, now_rules)
+        if verdict.blocked and verdict.fresh:
+            _keep_blocked(caller, fact, verdict)
     if deferred and not verdict.blocked and verdict.fact_id is not None:
         verdict.deferred = True
         enqueue_after_commit(db.session, DEFERRED_JOB, verdict.fact_id,
@@ -276,6 +285,21 @@ def _on_own_connection(fact: Fact, rules: list[dict]) -> Assessment | None:
         return None
 
 
+def _keep_blocked(caller, fact: Fact, verdict: Assessment) -> None:
+    """Move a blocked event's fact and decision out of the caller's transaction onto a
+    connection of our own, committed at once: they outlive the caller's rollback, and a
+    caller that commits anyway does not keep a second copy."""
+    caller.execute(delete(DECISION).where(DECISION.c.id == verdict.decision_id))
+    caller.execute(delete(FACT).where(FACT.c.id == verdict.fact_id))
+    with db.engine.connect() as connection:
+        with connection.begin():
+            fact_id = connection.execute(insert(FACT).returning(FACT.c.id),
+                                         [_fact_row(fact)]).scalar_one()
+            kept = Assessment(verdict.decision, verdict.fired, fact_id=fact_id)
+            verdict.decision_id = _record_decision(connection, fact, kept, "closed")
+            verdict.fact_id = fact_id
+
+
 def _decide(connection, fact: Fact, rules: list[dict]) -> Assessment:
     earlier = _earlier(connection, fact)
     if earlier is not None:
@@ -283,7 +307,7 @@ def _decide(connection, fact: Fact, rules: list[dict]) -> Assessment:
     _lock_keys(connection, _counted_keys(fact, rules))
     fact.id = connection.execute(insert(FACT).returning(FACT.c.id), [_fact_row(fact)]).scalar_one()
     fired = evaluate(connection, fact, rules)
-    verdict = Assessment(_most_severe(fired), fired, fact_id=fact.id)
+    verdict = Assessment(_most_severe(fired), fired, fact_id=fact.id, fresh=True)
     if fired or verdict.decision != "allow":
         status = "closed" if verdict.decision in ("allow", "block") else "open"
         verdict.decision_id = _record_decision(connection, fact, verdict, status)
