@@ -339,6 +339,9 @@ KINDS = [
              r"(JOIN category ON category\.id = spu\.category_id )?WHERE sku\.id IN \("),
     # the pricing engine's rules: the live promotions of the cart's shops and the platform
     ("promotions", r"^SELECT promotion\.id, .* FROM promotion LEFT OUTER JOIN promotion_zone "),
+    # risk control at checkout: the event's rules, and the fact the rules count
+    ("risk_rules", r"^SELECT risk_rule\.id, .* FROM risk_rule WHERE risk_rule\.event = "),
+    ("risk_fact", r"^INSERT INTO risk_fact \("),
     ("stocks", r"^SELECT stock\.id, .* FROM stock JOIN warehouse ON .* WHERE stock\.sku_id IN \("),
     # the ORM statements of the service before that (and before 7f249e0, further below)
     ("idem_select", r"^SELECT idempotency_key\.id\b.* FROM idempotency_key WHERE "),
@@ -371,6 +374,8 @@ KIND_LABEL = {
     "buyer": "SELECT member + address (one row)",
     "cart": "SELECT SKUs with their SPUs' columns (one query for the cart)",
     "promotions": "SELECT the live promotions of the cart's shops (pricing engine)",
+    "risk_rules": "SELECT the enabled risk rules of order_placed (risk control)",
+    "risk_fact": "INSERT the risk fact of the checkout (risk control)",
     "stocks": "SELECT candidate stock rows + warehouse + alert quantity (one query for the cart)",
     "idem_select": "SELECT idempotency key (replay check)",
     "member": "SELECT member by id", "address": "SELECT address by id",
@@ -735,6 +740,26 @@ class Mirror:
         if cur.fetchall():
             raise BenchError("the bench database has promotions: the mirror prices carts "
                              "without any")
+
+    def bind_risk_rules(self, c, step):
+        return step.params
+
+    def after_risk_rules(self, c, step, cur):
+        if cur.fetchall():
+            raise BenchError("the bench database has risk rules: the mirror evaluates none")
+
+    def bind_risk_fact(self, c, step):
+        from services.risk import address_digest
+
+        address = {name.split(".", 1)[1]: value for name, value in c.address.items()}
+        amount = sum((sku["sku.price"] * line["quantity"] for line in c.body["lines"]
+                      for sku in [c.skus[line["sku_id"]]]), ZERO)
+        return _over(step.params, event="order_placed", member_id=c.member["member.id"],
+                     device=None, ip=None, address=address_digest(address),
+                     amount=f"{amount:.2f}", created_at=_now())
+
+    def after_risk_fact(self, c, step, cur):
+        cur.fetchone()
 
     def bind_stocks(self, c, step):
         ids = [sku_id for sku_id, _ in c.stock_queue]
@@ -1121,6 +1146,9 @@ class Lean(Mirror):
                         "warehouse.region": region, "warehouse.service_regions": regions,
                         "warehouse.priority": priority})
             province = c.address["member_address.province_code"]
+            s = step["risk_fact"]
+            run(s.sql, self.bind_risk_fact(c, s))
+            self.after_risk_fact(c, s, cur)
             for step_kind in ("trade", "order", "order_event", "order_line", "idem_insert"):
                 s = step[step_kind]
                 run(s.sql, getattr(self, "bind_" + step_kind)(c, s))

@@ -24,6 +24,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import current_app
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
@@ -252,12 +254,31 @@ def _assess(fact: Fact) -> Assessment:
     return verdict
 
 
+# The enabled rules of each event, kept per process for RISK_RULES_CACHE_SECONDS (checkout
+# asks on every place); a rule written in this process forgets them at once.
+_RULES: dict[str, tuple[float, list[dict]]] = {}
+
+
 def _rules_of(event: str) -> list[dict]:
+    cached = _RULES.get(event)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     rows = db.session.connection().execute(
         select(RULE.c.id, RULE.c.name, RULE.c.kind, RULE.c.params, RULE.c.action)
         .where(RULE.c.event == event, RULE.c.enabled.is_(True)).order_by(RULE.c.id)).all()
-    return [{"id": r.id, "name": r.name, "kind": r.kind, "params": dict(r.params or {}),
-             "action": r.action} for r in rows]
+    rules = [{"id": r.id, "name": r.name, "kind": r.kind, "params": dict(r.params or {}),
+              "action": r.action} for r in rows]
+    seconds = current_app.config.get("RISK_RULES_CACHE_SECONDS", 5)
+    if seconds:
+        _RULES[event] = (time.monotonic() + seconds, rules)
+    return rules
+
+
+@sa_event.listens_for(RiskRule, "after_insert")
+@sa_event.listens_for(RiskRule, "after_update")
+@sa_event.listens_for(RiskRule, "after_delete")
+def forget_rules(*_) -> None:
+    _RULES.clear()
 
 
 def _caller_is_writing() -> bool:

@@ -110,15 +110,17 @@ def _empty_business_tables(db):
 @pytest.fixture(autouse=True)
 def _clean_state(app):
     """Each test: an application context, empty business tables and job queue, the real
-    clock (ids restart with the tables, so a job left by one test would act on the next)."""
+    clock (ids restart with the tables, so a job left by one test would act on the next),
+    and no risk rules kept from the tables just emptied."""
     from app.extensions import db
-    from services import clock
+    from services import clock, risk
 
     with app.app_context():
         yield
         db.session.remove()
         clock.set_now(None)
         _empty_business_tables(db)
+        risk.forget_rules()
         _empty_job_queue()
 
 

@@ -866,3 +866,22 @@ def test_control_counting_without_the_lock_lets_more_through(app, cart, monkeypa
     monkeypatch.setattr(risk, "evaluate", counted_together)
     outcomes = _race(app, [body(cart)] * 12)
     assert outcomes.count("none") > 3
+
+
+def test_rules_are_kept_per_process_and_forgotten_when_one_is_saved(app, cart, monkeypatch):
+    """Checkout reads the rules once per RISK_RULES_CACHE_SECONDS; saving a rule in this
+    process applies at once, a rule written by another process within the period."""
+    from sqlalchemy import text as sql
+
+    monkeypatch.setitem(app.config, "RISK_RULES_CACHE_SECONDS", 60)
+    assert risk.assess("order_placed", member_id=cart["member"].id).decision == "allow"
+    make_rule("order_placed", "blacklist", {}, "block")
+    blacklist("member", str(cart["member"].id))
+    assert risk.assess("order_placed", member_id=cart["member"].id).decision == "block"
+    db.session.rollback()
+    with db.engine.begin() as other:            # another process disables it
+        other.execute(sql("UPDATE risk_rule SET enabled = false"))
+    assert risk.assess("order_placed", member_id=cart["member"].id).decision == "block"
+    db.session.rollback()
+    risk.forget_rules()                         # as the period ends
+    assert risk.assess("order_placed", member_id=cart["member"].id).decision == "allow"
