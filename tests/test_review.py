@@ -228,3 +228,27 @@ def test_review_panels_match_sql_and_merchants_see_their_shop(api, browser, shop
     assert sum(merchant["moderation_outcomes"]["values"]) == 2
     assert dict(zip(merchant["ratings_by_star"]["keys"],
                     merchant["ratings_by_star"]["values"]))["1"] == 1
+
+
+def test_a_real_rq_worker_moderates_once(app, api, shops, words, monkeypatch):
+    """The moderation job runs in a real `rq worker --burst`; queued again, it changes
+    nothing."""
+    import os
+
+    from app.queue import rq_queue
+    from tests.conftest import requires_redis
+    from tests.test_events import run_burst_worker
+
+    line = delivered_order(shops["A"]).lines[0]
+    monkeypatch.setitem(app.config, "REDIS_URL", os.environ.get("REDIS_URL"))
+    requires_redis(app)
+    review_id = post(api, line.id, 3, "包装 垃圾").json["id"]
+    assert status_of(review_id) == "pending" and rq_queue().count >= 1
+    run_burst_worker(app)
+    item = db.session.get(Review, review_id)
+    assert (item.status, item.masked_text) == ("masked", "包装 **")
+    moderated_at = item.moderated_at
+    rq_queue().enqueue(reviews.MODERATE_JOB, review_id)
+    run_burst_worker(app)
+    db.session.expire_all()
+    assert db.session.get(Review, review_id).moderated_at == moderated_at
