@@ -54,6 +54,9 @@ BLOCKED = "risk_blocked"
 SEVERITY = {"allow": 0, "review": 1, "hold": 2, "block": 3}
 DEFERRED_JOB = "workers.risk.evaluate_deferred"
 FACT, DECISION, RULE = RiskFact.__table__, RiskDecision.__table__, RiskRule.__table__
+# checkout writes a fact on every place: the statements are built once
+_INSERT_FACT = insert(FACT).returning(FACT.c.id)
+_INSERT_DECISION = insert(DECISION).returning(DECISION.c.id)
 BLACKLIST = Blacklist.__table__
 MAX_DEVICE, MAX_IP = 64, 45
 
@@ -314,8 +317,7 @@ def _keep_blocked(caller, fact: Fact, verdict: Assessment) -> None:
     caller.execute(delete(FACT).where(FACT.c.id == verdict.fact_id))
     with db.engine.connect() as connection:
         with connection.begin():
-            fact_id = connection.execute(insert(FACT).returning(FACT.c.id),
-                                         [_fact_row(fact)]).scalar_one()
+            fact_id = connection.execute(_INSERT_FACT, _fact_row(fact)).scalar_one()
             kept = Assessment(verdict.decision, verdict.fired, fact_id=fact_id)
             verdict.decision_id = _record_decision(connection, fact, kept, "closed")
             verdict.fact_id = fact_id
@@ -326,7 +328,7 @@ def _decide(connection, fact: Fact, rules: list[dict]) -> Assessment:
     if earlier is not None:
         return earlier
     _lock_keys(connection, _counted_keys(fact, rules))
-    fact.id = connection.execute(insert(FACT).returning(FACT.c.id), [_fact_row(fact)]).scalar_one()
+    fact.id = connection.execute(_INSERT_FACT, _fact_row(fact)).scalar_one()
     fired = evaluate(connection, fact, rules)
     verdict = Assessment(_most_severe(fired), fired, fact_id=fact.id, fresh=True)
     if fired or verdict.decision != "allow":
@@ -360,10 +362,10 @@ def _earlier(connection, fact: Fact) -> Assessment | None:
 
 
 def _record_decision(connection, fact: Fact, verdict: Assessment, status: str) -> int:
-    return connection.execute(insert(DECISION).returning(DECISION.c.id), [{
+    return connection.execute(_INSERT_DECISION, {
         "event": fact.event, "member_id": fact.member_id, "reference": fact.reference,
         "decision": verdict.decision, "fired": verdict.fired, "status": status,
-        "created_at": now()}]).scalar_one()
+        "created_at": now()}).scalar_one()
 
 
 def _most_severe(fired: list[dict]) -> str:
