@@ -32,6 +32,7 @@
 | MEMBER_PROMOTION_CAP_DAYS | 1: the length of that period, in days |
 | REVIEW_DAYS | 15: days after delivery a buyer may review; then `houtai tick` records a default positive review |
 | MODERATION_CONTACT_ACTION | `mask`: what a phone number, URL, WeChat or QQ id in a text does (`mask`, `review`, `block`) |
+| PROMOTION_CACHE_SECONDS | 5: how long a process keeps the live promotions it prices with (0: read them on every price); placing re-checks what it takes |
 | RISK_RULES_CACHE_SECONDS | 5: how long a process keeps the enabled risk rules of an event (0: read them every time); a rule saved in a process applies there at once |
 | IMAGE_HASH_DISTANCE | 10: how many of the 64 perceptual-hash bits may differ for an image to match a blocked one |
 
@@ -128,6 +129,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "REVIEW_DAYS": max(1, int(env.get("REVIEW_DAYS", "15"))),
         "MODERATION_CONTACT_ACTION": _choice(env, "MODERATION_CONTACT_ACTION",
                                              ("mask", "review", "block"), "mask"),
+        "PROMOTION_CACHE_SECONDS": max(0, int(env.get("PROMOTION_CACHE_SECONDS", "5"))),
         "RISK_RULES_CACHE_SECONDS": max(0, int(env.get("RISK_RULES_CACHE_SECONDS", "5"))),
         "IMAGE_HASH_DISTANCE": max(0, min(32, int(env.get("IMAGE_HASH_DISTANCE", "10")))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")

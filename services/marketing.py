@@ -7,11 +7,13 @@ n never exceeds the per-member limit, so two simultaneous claims of the same mem
 both pass the limit (the second fails on the unique key and is refused).
 """
 import secrets
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -135,7 +137,10 @@ MAX_POINTS = 100_000_000
 # Promotions starting within this many days are explained as out_of_window.
 UPCOMING_DAYS = 7
 
-# Checkout reads the rules on every place: one Core statement, built once.
+# Checkout prices every place against the live promotions: one Core statement, built once,
+# whose rows a process keeps for PROMOTION_CACHE_SECONDS. A kept copy only ever prices a
+# quote: placing takes units and budget with a conditional UPDATE that re-checks the window
+# and the enabled flags, so a stale copy can never apply what ended or sold out (409).
 _PROMOTION, _ZONE = Promotion.__table__, PromotionZone.__table__
 _PROMOTIONS = (
     select(_PROMOTION, _ZONE.c.enabled.label("zone_enabled"),
@@ -143,9 +148,8 @@ _PROMOTIONS = (
            _ZONE.c.spu_ids.label("zone_spu_ids"))
     .select_from(_PROMOTION.outerjoin(_ZONE, _ZONE.c.id == _PROMOTION.c.zone_id))
     .where(_PROMOTION.c.enabled.is_(True), _PROMOTION.c.ends_at > bindparam("moment"),
-           _PROMOTION.c.starts_at < bindparam("horizon"),
-           or_(_PROMOTION.c.shop_id.is_(None),
-               _PROMOTION.c.shop_id.in_(bindparam("shops", expanding=True)))))
+           _PROMOTION.c.starts_at < bindparam("horizon")))
+_LIVE: dict = {}      # "until" (monotonic), "rows"
 
 
 def settings() -> pricing.Settings:
@@ -158,11 +162,32 @@ def settings() -> pricing.Settings:
 def active_promotions(shop_ids, moment) -> list[pricing.Promotion]:
     """Enabled promotions of these shops and the platform that have not ended (those about to
     start are explained as out of window), as the engine reads them."""
+    return [_engine_promotion(row) for row in _live_rows(moment)
+            if (row.shop_id is None or row.shop_id in shop_ids)
+            and (row.zone_id is None or row.zone_enabled)]
+
+
+def _live_rows(moment) -> list:
+    if _LIVE.get("until", 0) > time.monotonic():
+        return _LIVE["rows"]
     rows = db.session.connection().execute(_PROMOTIONS, {
-        "moment": moment, "horizon": moment + timedelta(days=UPCOMING_DAYS),
-        "shops": sorted(shop_ids)}).all()
-    return [_engine_promotion(row) for row in rows
-            if row.zone_id is None or row.zone_enabled]
+        "moment": moment, "horizon": moment + timedelta(days=UPCOMING_DAYS)}).all()
+    seconds = current_app.config.get("PROMOTION_CACHE_SECONDS", 5)
+    if seconds:
+        _LIVE.update(until=time.monotonic() + seconds, rows=rows)
+    return rows
+
+
+@sa_event.listens_for(Promotion, "after_insert")
+@sa_event.listens_for(Promotion, "after_update")
+@sa_event.listens_for(Promotion, "after_delete")
+@sa_event.listens_for(PromotionZone, "after_insert")
+@sa_event.listens_for(PromotionZone, "after_update")
+@sa_event.listens_for(PromotionZone, "after_delete")
+def forget_promotions(*_) -> None:
+    """A promotion or zone changed in this process (or its units or budget moved): the next
+    price reads them again."""
+    _LIVE.clear()
 
 
 def _engine_promotion(promotion) -> pricing.Promotion:
@@ -373,13 +398,21 @@ def _usage_rows(result: pricing.Pricing, trade: dict, orders: list[dict],
 
 
 def _take_promotion(promotion_id: int, units: int, amount) -> None:
+    """Units and budget taken only while the promotion (and its zone) is live and has them."""
+    moment = now()
+    live_zones = select(PromotionZone.id).where(PromotionZone.enabled.is_(True),
+                                                PromotionZone.starts_at <= moment,
+                                                PromotionZone.ends_at > moment)
     taken = db.session.execute(
         update(Promotion).where(
-            Promotion.id == promotion_id,
+            Promotion.id == promotion_id, Promotion.enabled.is_(True),
+            Promotion.starts_at <= moment, Promotion.ends_at > moment,
+            or_(Promotion.zone_id.is_(None), Promotion.zone_id.in_(live_zones)),
             or_(Promotion.quantity.is_(None), Promotion.sold + units <= Promotion.quantity),
             or_(Promotion.budget.is_(None), Promotion.spent + amount <= Promotion.budget))
         .values(sold=Promotion.sold + units, spent=Promotion.spent + amount)
         .execution_options(synchronize_session=False))
+    forget_promotions()
     if taken.rowcount != 1:
         raise PriceChanged("A promotion sold out or spent its budget meanwhile; quote again",
                            {"promotions": [f"promotion:{promotion_id} limit_reached"]})
@@ -477,6 +510,7 @@ def _return_usage(condition) -> None:
                                .values(sold=Promotion.sold - quantity,
                                        spent=Promotion.spent - amount)
                                .execution_options(synchronize_session=False))
+            forget_promotions()
 
 
 @scheduled("marketing.expire_coupons")

@@ -111,9 +111,9 @@ def _empty_business_tables(db):
 def _clean_state(app):
     """Each test: an application context, empty business tables and job queue, the real
     clock (ids restart with the tables, so a job left by one test would act on the next),
-    and no risk rules kept from the tables just emptied."""
+    and no risk rules or promotions kept from the tables just emptied."""
     from app.extensions import db
-    from services import clock, risk
+    from services import clock, marketing, risk
 
     with app.app_context():
         yield
@@ -121,6 +121,7 @@ def _clean_state(app):
         clock.set_now(None)
         _empty_business_tables(db)
         risk.forget_rules()
+        marketing.forget_promotions()
         _empty_job_queue()
 
 

@@ -486,3 +486,26 @@ def test_marketing_panels_match_sql_and_merchants_see_their_shop(api, browser, c
     assert sum(Decimal(v) for v in merchant["coupon_usage"]["values"]) < Decimal("3.00")
     assert "members_by_level" in admin and "members_by_level" not in merchant
     assert sum(admin["members_by_level"]["values"]) == Member.query.count()
+
+
+def test_a_process_keeps_live_promotions_but_never_places_a_stale_one(app, api, cart, shops,
+                                                                       monkeypatch):
+    """Quotes may use a copy kept for PROMOTION_CACHE_SECONDS; placing re-checks the window,
+    the enabled flag and what is left, so a promotion another process ended is refused
+    (409) rather than given."""
+    from sqlalchemy import text
+
+    monkeypatch.setitem(app.config, "PROMOTION_CACHE_SECONDS", 60)
+    spend = make_promotion(shops["A"], rules={"tiers": [{"threshold": "50.00",
+                                                         "amount": "5.00"}]})
+    assert quote(api, body(cart, 1)).json["result"]["payable"] == "94.00"
+    with db.engine.begin() as other:              # another process switches it off
+        other.execute(text("UPDATE promotion SET enabled = false WHERE id = :id"),
+                      {"id": spend.id})
+    assert quote(api, body(cart, 1)).json["result"]["payable"] == "94.00"   # the kept copy
+    refused = place(api, body(cart, 1), "stale-1")
+    assert refused.status_code == 409 and refused.json["errors"]["promotions"] == [
+        f"promotion:{spend.id} limit_reached"]
+    assert Trade.query.count() == 0
+    assert quote(api, body(cart, 1)).json["result"]["payable"] == "99.00"   # read again
+    assert place(api, body(cart, 1), "stale-2").status_code == 201
