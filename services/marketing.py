@@ -24,6 +24,7 @@ from models.marketing import (COUPON_KINDS, COUPON_SCOPES, PROMOTION_KINDS, PROM
 from models.member import Member
 from services import pricing
 from services.actor import is_row_id, visible_row
+from services.audit import record_inserts
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import publish
@@ -337,8 +338,13 @@ def commit_checkout(result: pricing.Pricing, trade: dict, orders: list[dict],
         from services.points import take
 
         take(member_id, result.points_used, "spend", trade["trade_no"])
-    if usage:
-        db.session.execute(insert(PromotionUsage), usage)
+    if usage:     # one INSERT, each row with its id and its audit entry
+        ids = db.session.execute(
+            insert(PromotionUsage).returning(PromotionUsage.id, sort_by_parameter_order=True),
+            usage).scalars().all()
+        for row, usage_id in zip(usage, ids):
+            row["id"] = usage_id
+        record_inserts(db.session, PromotionUsage, usage)
 
 
 def _lock_member(member_id: int) -> None:

@@ -142,6 +142,14 @@ def add_growth(member: Member, growth: int) -> None:
     db.session.expire(member, ["level_id", "level"])
 
 
+def detach_level(level_id: int) -> None:
+    """A level is being deleted: its members lose it first (relevel puts them back)."""
+    from sqlalchemy import update
+
+    db.session.execute(update(Member).where(Member.level_id == level_id).values(level_id=None)
+                       .execution_options(synchronize_session=False))
+
+
 def relevel(member_id: int | None = None) -> int:
     """Put members (one, or all after the levels changed) at the level their growth reached."""
     from sqlalchemy import update

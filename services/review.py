@@ -7,6 +7,7 @@ the commit: published, masked (hits masked in `masked_text`), manual review, or 
 Re-running the job changes nothing (only a pending item is decided).
 """
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
 from sqlalchemy import func, insert, select
@@ -17,7 +18,7 @@ from models.order import Order, OrderLine, OrderStatus
 from models.review import VISIBLE_STATUSES, Feedback, RatingSummary, Review
 from models.storage import UploadedFile
 from services import moderation
-from services.actor import current_actor, is_row_id, scope_query, visible_row
+from services.actor import current_actor, is_row_id, visible_row
 from services.audit import record_inserts
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -270,8 +271,6 @@ def roll_up(shop_id: int, spu_id: int) -> None:
         if summary is None:
             summary = RatingSummary(shop_id=shop_id, spu_id=spu)
             db.session.add(summary)
-        from decimal import ROUND_HALF_UP, Decimal
-
         summary.reviews, summary.rating_total = count, int(total)
         summary.average = (Decimal(int(total)) / count).quantize(
             Decimal("0.01"), rounding=ROUND_HALF_UP) if count else Decimal("0")
@@ -370,7 +369,3 @@ def triage(feedback_id, action, note=None, queue_id=None) -> Feedback:
         item.status = "closed"
     item.triage_note = _text(note, "note", required=False)[:255] or None
     return item
-
-
-def visible_reviews(query):
-    return scope_query(query, Review)

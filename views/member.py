@@ -198,8 +198,7 @@ class RelevelOnSave:
         self.post_add(item)
 
     def pre_delete(self, item):
-        db.session.execute(Member.__table__.update().where(Member.level_id == item.id)
-                           .values(level_id=None))
+        member.detach_level(item.id)
 
     def post_delete(self, item):
         self.post_add(item)

@@ -15,7 +15,7 @@ from models.review import BlockedImage, Feedback, RatingSummary, Review, Sensiti
 from models.storage import UploadedFile
 from services import moderation
 from services import review as reviews
-from services.actor import visible_row
+from services.actor import scope_query, visible_row
 from services.errors import HoutaiError, NotFoundError
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_action)
@@ -399,7 +399,7 @@ class ReviewView(ReadOnlyModelView):
                 flash("; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in err.errors.items())
                       or err.message, "danger")
             return redirect(url_for(f"{self.endpoint}.queue"))
-        waiting = reviews.visible_reviews(db.session.query(Review)).filter(
+        waiting = scope_query(db.session.query(Review), Review).filter(
             Review.status == "manual_review").order_by(Review.id).limit(100).all()
         return self.render_template("houtai/review_queue.html", items=waiting,
                                     title=_l("Moderation queue"), appbuilder=self.appbuilder)
