@@ -38,6 +38,7 @@ ROLES: dict[str, dict[str, object]] = {
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
                    "inventory": READ},
     "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
+                 "logistics": READ, "tracking": READ,
                  "inventory": READ, "member": READ, "payment": READ, "after_sale": READ,
                  "risk_cases": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
@@ -51,10 +52,16 @@ ROLES: dict[str, dict[str, object]] = {
                   "catalog": READ, "card": WRITE, "member_level": WRITE,
                   "pricing_preview": WRITE},
     "Finance": {"finance": WRITE, "payment": WRITE, "settlement": WRITE, "invoice": WRITE,
-                "shop": READ, "card": WRITE,
+                "shop": READ, "card": WRITE, "supplier_statement": MANAGE, "purchasing": READ,
                 "trade": READ, "after_sale": READ},
-    "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE},
-    "Purchasing": {"purchasing": WRITE, "inventory": READ},
+    # warehouse work only: receipts, picking, packing, shipping, counts, transfers
+    "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE, "logistics": READ,
+                  "customs": READ},
+    "Purchasing": {"purchasing": WRITE, "supplier_statement": WRITE, "inventory": READ,
+                   "wms": READ, "storage": WRITE},
+    # carriers and their rules, freight templates, tracking, customs declarations
+    "Logistics": {"logistics": MANAGE, "freight": WRITE, "tracking": WRITE, "customs": MANAGE,
+                  "dispatch": READ, "order": READ, "shop": READ},
     # risk control: rules, blacklists, the case queue; members' pages to judge a case
     "Risk": {"risk": WRITE, "risk_cases": WRITE, "audit": READ, "member": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
@@ -71,7 +78,10 @@ ROLES: dict[str, dict[str, object]] = {
                  "ticket_internal": READ,
                  "invoice": (READ, {"can_issue"}), "marketing": WRITE,
                  # the shop's reviews: read and answer; moderation is the platform's
-                 "review": (READ, {"can_reply"})},
+                 "review": (READ, {"can_reply"}),
+                 # the shop's own warehouses, suppliers, purchase orders and freight templates
+                 "wms": WRITE, "purchasing": WRITE, "supplier_statement": READ,
+                 "freight": WRITE, "logistics": READ, "tracking": READ, "customs": WRITE},
     # Products reach storefronts through their own read endpoints (on-sale only, no cost
     # prices), not through the back office's product resources.
     "Storefront": {"storefront": WRITE, "shop": READ, "storage": WRITE, "catalog": READ,

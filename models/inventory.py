@@ -28,6 +28,8 @@ class Warehouse(TimestampMixin, db.Model):
     # its rank among warehouses that serve a buyer equally well (lower first)
     service_regions = Column(JSON, nullable=False, default=list)
     priority = Column(Integer, nullable=False, default=100)
+    # a bonded (cross-border) warehouse: its shipments need a customs declaration cleared
+    cross_border = Column(Boolean, nullable=False, default=False)
     shop_id = Column(Integer, ForeignKey("shop.id"), nullable=True, index=True)
     shop = relationship("Shop")
 
@@ -65,6 +67,8 @@ class Stock(db.Model):
     shop_id = Column(Integer, ForeignKey("shop.id"), nullable=False, index=True)
     on_hand = Column(Integer, nullable=False, default=0)
     reserved = Column(Integer, nullable=False, default=0)
+    # the bin it is put away in (e.g. A-01-02; the zone is what comes before the first "-")
+    location = Column(String(32), nullable=True)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     sku = relationship("Sku")
     warehouse = relationship("Warehouse")
@@ -90,7 +94,8 @@ class StockLedger(db.Model):
     sku_id = Column(Integer, nullable=False, index=True)
     warehouse_id = Column(Integer, nullable=False)
     shop_id = Column(Integer, nullable=False, index=True)
-    # adjust | reserve | release | deduct
+    # adjust | reserve | release | deduct | return | receipt | stocktake | transfer_out |
+    # transfer_in
     reason = Column(String(16), nullable=False)
     reference = Column(String(128), nullable=True)
     note = Column(String(255), nullable=True)

@@ -4,7 +4,7 @@ import enum
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, Date, Enum, ForeignKey, Index,
-                        Integer, String, UniqueConstraint)
+                        Integer, Numeric, String, UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
@@ -257,6 +257,20 @@ class ShippingNotice(ShopOwnedMixin, db.Model):
     payable = Column(Money, nullable=False)
     carrier = Column(String(64), nullable=True)
     tracking_no = Column(String(64), nullable=True)
+    # logistics: the carrier the selection rules stamped (or the one it shipped with), the
+    # parcel's weight, the freight the buyer paid for this shipment (its share of the order's)
+    # and what the carrier charges for it (its rate card), the buyer's province (reports)
+    carrier_id = Column(Integer, ForeignKey("carrier.id"), nullable=True, index=True)
+    weight_kg = Column(Numeric(10, 3), nullable=True)
+    freight = Column(Money, nullable=False, default=0, server_default="0")
+    cost = Column(Money, nullable=True)
+    province_code = Column(String(16), nullable=True)
+    # WMS: the pick list it was picked on; purchasing: the supplier that ships it (代发)
+    pick_list_id = Column(Integer, ForeignKey("pick_list.id"), nullable=True, index=True)
+    supplier_id = Column(Integer, ForeignKey("supplier.id"), nullable=True, index=True)
+    # tracking: the latest carrier status and when the carrier reported it signed
+    tracking_status = Column(String(20), nullable=True)
+    delivered_at = Column(UTCDateTime, nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     shipped_at = Column(UTCDateTime, nullable=True)
     warehouse = relationship("Warehouse")

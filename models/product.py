@@ -163,6 +163,10 @@ class Spu(ShopOwnedMixin, TimestampMixin, db.Model):
     # 预售: set → sold before it can ship; orders ship from this date, deposit per unit
     presale_ships_on = Column(Date, nullable=True)
     presale_deposit = Column(Money, nullable=True)
+    # the supplier of consigned (代销) or drop-shipped (代发) goods
+    supplier_id = Column(Integer, ForeignKey("supplier.id"), nullable=True, index=True)
+    # the shop's freight template pricing its shipping (empty: the shop's default template)
+    freight_template_id = Column(Integer, ForeignKey("freight_template.id"), nullable=True)
     category = relationship("Category")
     brand = relationship("Brand")
     # a draft SPU is deleted with its grid and history (only drafts may be deleted)
