@@ -35,6 +35,22 @@
 | PROMOTION_CACHE_SECONDS | 5: how long a process keeps the live promotions it prices with (0: read them on every price); placing re-checks what it takes |
 | RISK_RULES_CACHE_SECONDS | 5: how long a process keeps the enabled risk rules of an event (0: read them every time); a rule saved in a process applies there at once |
 | IMAGE_HASH_DISTANCE | 10: how many of the 64 perceptual-hash bits may differ for an image to match a blocked one |
+| FREIGHT_CACHE_SECONDS | 5: how long a process keeps the shops' freight templates it prices carts with (0: read them on every price); a template saved in a process applies there at once |
+| REMOTE_REGIONS | `650000,540000,630000,150000,640000,620000,460000` (Xinjiang, Tibet, Qinghai, Inner Mongolia, Ningxia, Gansu, Hainan): the provinces where carriers add their rate card's remote surcharge |
+| PURCHASING_RATING_WEIGHTS | `on_time:30,quality:30,returns:20,fill_rate:20`: the weights of the supplier scorecard's factors |
+| PURCHASING_QUALITY_REASONS | quality, damaged, defective, broken, not as described (and 质量, 破损, 损坏, 瑕疵, 与描述不符): comma-separated words that make an after-sales reason count against the supplier |
+| PURCHASING_RATING_HOURS | 24: `houtai tick` re-rates suppliers rated longer ago |
+| PURCHASING_ALERT_HOURS | 24: a replenishment rule that cannot order (no supplier or price) alerts at most this often |
+| SUPPLIER_SIGNATURE_WINDOW_SECONDS | 300: how far a supplier's signed request time may be from now |
+| DROPSHIP_NOTIFY_TRANSPORT | `sandbox`: drop-ship notices are kept in the process, not sent; `http`: POSTed, signed, to each supplier's notify URL |
+| SANDBOX_CARRIER_SECRET | `houtai-sandbox-carrier-development-secret` outside production; in production the sandbox carrier is off until it is set |
+| TRACKING_PUSH_WINDOW_SECONDS | 300: how far a carrier push's own time (sandbox `X-Timestamp`) may be from now |
+| TRACKING_POLL_BATCH | 100: shipments (and customs submissions) `houtai tick` polls at most per run |
+| KUAIDI100_KEY, KUAIDI100_CUSTOMER, KUAIDI100_SALT | none: Kuaidi100's authorisation key, customer id and push salt (carriers with adapter `kuaidi100` are not subscribed or polled without them, and their pushes are refused) |
+| KUAIDI100_QUERY_URL, KUAIDI100_SUBSCRIBE_URL | `https://poll.kuaidi100.com/poll/query.do`, `https://poll.kuaidi100.com/poll` |
+| CUSTOMS_ADAPTER | `sandbox`: the customs service declarations are submitted to |
+| CUSTOMS_SINGLE_LIMIT | 5000.00: the sandbox customs holds a declaration worth more (the single-transaction limit) |
+| SANDBOX_CUSTOMS_SECRET | `houtai-sandbox-customs-development-secret` outside production; in production the sandbox customs is off until it is set |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -132,6 +148,36 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "PROMOTION_CACHE_SECONDS": max(0, int(env.get("PROMOTION_CACHE_SECONDS", "5"))),
         "RISK_RULES_CACHE_SECONDS": max(0, int(env.get("RISK_RULES_CACHE_SECONDS", "5"))),
         "IMAGE_HASH_DISTANCE": max(0, min(32, int(env.get("IMAGE_HASH_DISTANCE", "10")))),
+        "FREIGHT_CACHE_SECONDS": max(0, int(env.get("FREIGHT_CACHE_SECONDS", "5"))),
+        "REMOTE_REGIONS": [code.strip() for code in env.get(
+            "REMOTE_REGIONS", "650000,540000,630000,150000,640000,620000,460000").split(",")
+            if code.strip()],
+        "PURCHASING_RATING_WEIGHTS": env.get("PURCHASING_RATING_WEIGHTS",
+                                             "on_time:30,quality:30,returns:20,fill_rate:20"),
+        "PURCHASING_QUALITY_REASONS": env.get("PURCHASING_QUALITY_REASONS") or None,
+        "PURCHASING_RATING_HOURS": max(1, int(env.get("PURCHASING_RATING_HOURS", "24"))),
+        "PURCHASING_ALERT_HOURS": max(1, int(env.get("PURCHASING_ALERT_HOURS", "24"))),
+        "SUPPLIER_SIGNATURE_WINDOW_SECONDS": max(
+            1, int(env.get("SUPPLIER_SIGNATURE_WINDOW_SECONDS", "300"))),
+        "DROPSHIP_NOTIFY_TRANSPORT": _choice(env, "DROPSHIP_NOTIFY_TRANSPORT",
+                                             ("sandbox", "http"), "sandbox"),
+        # tracking and customs (物流中心): sandboxes off in production unless their secret is set
+        "SANDBOX_CARRIER_SECRET": env.get("SANDBOX_CARRIER_SECRET") or (
+            None if production else "houtai-sandbox-carrier-development-secret"),
+        "TRACKING_PUSH_WINDOW_SECONDS": max(1, int(env.get("TRACKING_PUSH_WINDOW_SECONDS",
+                                                           "300"))),
+        "TRACKING_POLL_BATCH": max(0, int(env.get("TRACKING_POLL_BATCH", "100"))),
+        "KUAIDI100_KEY": env.get("KUAIDI100_KEY") or None,
+        "KUAIDI100_CUSTOMER": env.get("KUAIDI100_CUSTOMER") or None,
+        "KUAIDI100_SALT": env.get("KUAIDI100_SALT") or None,
+        "KUAIDI100_QUERY_URL": env.get("KUAIDI100_QUERY_URL",
+                                       "https://poll.kuaidi100.com/poll/query.do"),
+        "KUAIDI100_SUBSCRIBE_URL": env.get("KUAIDI100_SUBSCRIBE_URL",
+                                           "https://poll.kuaidi100.com/poll"),
+        "CUSTOMS_ADAPTER": _choice(env, "CUSTOMS_ADAPTER", ("sandbox",), "sandbox"),
+        "CUSTOMS_SINGLE_LIMIT": Decimal(env.get("CUSTOMS_SINGLE_LIMIT", "5000.00")),
+        "SANDBOX_CUSTOMS_SECRET": env.get("SANDBOX_CUSTOMS_SECRET") or (
+            None if production else "houtai-sandbox-customs-development-secret"),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder

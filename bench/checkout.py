@@ -339,6 +339,9 @@ KINDS = [
              r"(JOIN category ON category\.id = spu\.category_id )?WHERE sku\.id IN \("),
     # the pricing engine's rules: the live promotions of the cart's shops and the platform
     ("promotions", r"^SELECT promotion\.id, .* FROM promotion LEFT OUTER JOIN promotion_zone "),
+    # freight: the templates of the cart's shops (kept per process, so a capture may not hold it)
+    ("freight_templates", r"^SELECT freight_template\.id, .* FROM freight_template LEFT OUTER "
+                          r"JOIN freight_rule ON "),
     # risk control at checkout: the event's rules, and the fact the rules count
     ("risk_rules", r"^SELECT risk_rule\.id, .* FROM risk_rule WHERE risk_rule\.event = "),
     ("risk_fact", r"^INSERT INTO risk_fact \("),
@@ -374,6 +377,7 @@ KIND_LABEL = {
     "buyer": "SELECT member + address (one row)",
     "cart": "SELECT SKUs with their SPUs' columns (one query for the cart)",
     "promotions": "SELECT the live promotions of the cart's shops (pricing engine)",
+    "freight_templates": "SELECT the freight templates of the cart's shops (freight)",
     "risk_rules": "SELECT the enabled risk rules of order_placed (risk control)",
     "risk_fact": "INSERT the risk fact of the checkout (risk control)",
     "stocks": "SELECT candidate stock rows + warehouse + alert quantity (one query for the cart)",
@@ -740,6 +744,19 @@ class Mirror:
         if cur.fetchall():
             raise BenchError("the bench database has promotions: the mirror prices carts "
                              "without any")
+
+    def bind_freight_templates(self, c, step):
+        shops = sorted({sku["sku.shop_id"] for sku in c.skus.values()})
+        names = sorted((n for n in step.params if n.startswith("shop_ids_")),
+                       key=lambda name: int(name.rsplit("_", 1)[1]))
+        if len(names) != len(shops):
+            raise BenchError(f"{len(shops)} shops in the cart, the captured IN list has {names}")
+        return _over(step.params, **dict(zip(names, shops)))
+
+    def after_freight_templates(self, c, step, cur):
+        if cur.fetchall():
+            raise BenchError("the bench database has freight templates: the mirror charges no "
+                             "freight")
 
     def bind_risk_rules(self, c, step):
         return step.params

@@ -8,7 +8,8 @@ from app.extensions import db
 from models.base import UTCDateTime, utcnow
 
 TICKET_STATUSES = ("open", "pending", "resolved", "closed")
-TICKET_SOURCES = ("manual", "complaint", "after_sale", "chat")
+# `tracking`: a carrier reported an exception on a shipment (物流异常)
+TICKET_SOURCES = ("manual", "complaint", "after_sale", "chat", "tracking")
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 

@@ -465,10 +465,13 @@ def refunded_total(order_id: int) -> Decimal:
 
 
 def _close_order_if_fully_refunded(order_id: int) -> None:
-    """A full refund closes the order."""
+    """A full refund of the goods closes the order. Freight is not refunded through
+    after-sales (requests are per goods line, at most what it was paid), so the goods' part
+    of the payable is what counts."""
     total = refunded_total(order_id)
     target = db.session.get(Order, order_id)
-    if total >= target.payable > 0 and OrderStatus(target.status) != OrderStatus.closed:
+    goods = target.payable - (target.freight or 0)
+    if total >= goods > 0 and OrderStatus(target.status) != OrderStatus.closed:
         order.close_refunded(target)
 
 

@@ -122,6 +122,19 @@ register_panel(Panel("low_stock", _l("Low stock by warehouse"), "bar", ("can_lis
                      low_stock))
 
 
+def stock_value() -> dict:
+    """Stock value per warehouse: on hand × the SKU's cost price (the viewer's goods only)."""
+    from services.wms import stock_value_by_warehouse
+
+    rows = stock_value_by_warehouse()
+    return {"keys": [code for code, _ in rows], "labels": [code for code, _ in rows],
+            "values": [f"{value:.2f}" for _, value in rows]}
+
+
+register_panel(Panel("stock_value", _l("Stock value by warehouse"), "bar",
+                     ("can_list", "StockView"), stock_value))
+
+
 ORDER_DAYS = 14
 # orders that count as sales: paid, whatever happened after (closed comes with refunds)
 SOLD = ("paid", "fulfilling", "shipped", "delivered", "completed")
@@ -422,3 +435,24 @@ register_panel(Panel("risk_by_rule", _l("Risk decisions by rule (30 days)"), "ba
                      ("can_list", "RiskDecisionView"), risk_by_rule))
 register_panel(Panel("top_flagged_members", _l("Most flagged members (30 days)"), "bar",
                      ("can_list", "RiskDecisionView"), top_flagged_members))
+
+
+# -- logistics -----------------------------------------------------------------------------------
+
+def freight_paid_vs_cost() -> dict:
+    """Per carrier over the last 30 days of shipments: the freight buyers paid and what the
+    carrier charges (two bars each; the viewer's shop only)."""
+    from services.logistics import freight_report
+
+    keys, labels, values = [], [], []
+    for row in freight_report()["carriers"]:
+        name = row["code"] or "—"
+        for part, label in (("freight", _l("paid")), ("cost", _l("cost"))):
+            keys.append(f"{name}:{part}")
+            labels.append(f"{name} {label}")
+            values.append(row[part])
+    return {"keys": keys, "labels": labels, "values": values}
+
+
+register_panel(Panel("freight_paid_vs_cost", _l("Freight paid vs real cost (30 days)"), "bar",
+                     ("can_list", "CarrierView"), freight_paid_vs_cost))

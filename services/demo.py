@@ -72,3 +72,15 @@ def load_products() -> None:
     from services import demo_risk
 
     demo_risk.load_risk()
+    from services import demo_logistics
+
+    demo_logistics.load_logistics()
+    from services import demo_wms
+
+    demo_wms.load_wms()
+    from services import demo_tracking
+
+    demo_tracking.load_tracking()
+    from services import demo_purchasing
+
+    demo_purchasing.load_purchasing()

@@ -21,6 +21,11 @@ own transaction (its delivery row makes it exactly-once; `JournalEntry.source` g
                             otherwise:   Dr 2202
     after_sale.refunded     (offline trades) as payment.refunded         Cr 1001
     settlement.paid         Dr 2201 (the shop's statement)               Cr 1003 (the bank)
+    receipt.confirmed       Dr 1405 (inventory, at the purchase order's  Cr 2204 per shop (owed
+      (a purchase order)      prices; services/purchasing.py)              to its supplier)
+    order.completed         Dr 5401 (cost of consigned goods sold, at    Cr 2204 per shop
+      (consigned lines)       the consignor's price)
+    supplier_statement.paid Dr 2204 per shop (the supplier's statement)  Cr 1003 (the bank)
 
 Commission is the shop's `commission_rate` of what the buyer paid for its order (to the cent,
 half up), and is given back in the same proportion on refunds. Money on cards is a liability
@@ -58,6 +63,9 @@ ACCOUNTS = {
     "2201": "Merchant payables",
     "2202": "Receipts to give back",
     "2203": "Stored value on cards",
+    "2204": "Supplier payables",
+    "1405": "Inventory",
+    "5401": "Cost of consigned goods sold",
     "6001": "Commission revenue",
     "6601": "Platform marketing expense",
 }
@@ -133,7 +141,8 @@ def balances() -> dict:
     for shop_id, account, amount in db.session.execute(
             select(JournalLine.shop_id, JournalLine.account,
                    func.sum(JournalLine.debit - JournalLine.credit))
-            .where(JournalLine.shop_id.is_not(None))
+            .where(JournalLine.shop_id.is_not(None),
+                   JournalLine.account.in_([PAYABLES, COMMISSION]))
             .group_by(JournalLine.shop_id, JournalLine.account)):
         shop = shops.setdefault(shop_id, {"shop_id": shop_id, "payable": "0.00",
                                           "commission": "0.00"})

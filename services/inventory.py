@@ -308,6 +308,62 @@ def deduct(reservations: list[Reservation], reference: str) -> None:
             raise ConflictError("Nothing reserved to ship", {"stock": [str(item.stock_id)]})
 
 
+# -- warehouse movements (WMS): the caller has checked the documents and who may act ------------
+
+def _row_of(sku_id: int, warehouse_id: int) -> Stock:
+    return stock_row(db.session.get(Sku, sku_id), db.session.get(Warehouse, warehouse_id))
+
+
+def receive(sku_id: int, warehouse_id: int, quantity: int, reference: str,
+            location: str | None = None) -> Stock:
+    """Goods received on an inbound receipt go on hand (ledger `receipt`), put away at
+    `location` when one is given."""
+    stock = _row_of(sku_id, warehouse_id)
+    _change(stock, on_hand=quantity, reserved=0, condition=Stock.id == stock.id,
+            reason="receipt", reference=reference)
+    if location:
+        stock.location = location
+    return stock
+
+
+def count_adjust(stock_id: int, delta: int, reference: str) -> Stock:
+    """A stocktake variance (counted − expected) applied to what is on hand now (ledger
+    `stocktake`); 409 when it would take on hand below zero or below what is reserved."""
+    stock = db.session.get(Stock, stock_id)
+    if _change(stock, on_hand=delta, reserved=0, condition=Stock.on_hand + delta >= Stock.reserved,
+               reason="stocktake", reference=reference) is None:
+        raise StockBelowZeroError("The count would leave less on hand than is reserved", {
+            "lines": [f"SKU {stock.sku_id}: on hand {stock.on_hand}, reserved {stock.reserved}, "
+                      f"change {delta}."]})
+    return stock
+
+
+def transfer_out(sku_id: int, warehouse_id: int, quantity: int, reference: str) -> Stock:
+    """Goods leave a warehouse on a transfer (ledger `transfer_out`): only what is available
+    (on hand − reserved) may go; 409 otherwise."""
+    stock = _row_of(sku_id, warehouse_id)
+    if _change(stock, on_hand=-quantity, reserved=0,
+               condition=Stock.on_hand - Stock.reserved >= quantity, reason="transfer_out",
+               reference=reference) is None:
+        raise ShortStockError([{"sku_id": sku_id, "requested": quantity,
+                                "available": stock.on_hand - stock.reserved}])
+    return stock
+
+
+def transfer_in(sku_id: int, warehouse_id: int, quantity: int, reference: str) -> Stock:
+    """Goods of a transfer arrive at their destination (ledger `transfer_in`)."""
+    stock = _row_of(sku_id, warehouse_id)
+    _change(stock, on_hand=quantity, reserved=0, condition=Stock.id == stock.id,
+            reason="transfer_in", reference=reference)
+    return stock
+
+
+def available(sku_id: int, warehouse_id: int) -> int:
+    """What of a SKU a warehouse can still promise (on hand − reserved; 0 without a row)."""
+    return int(db.session.scalar(select(STOCK.c.on_hand - STOCK.c.reserved).where(
+        STOCK.c.sku_id == sku_id, STOCK.c.warehouse_id == warehouse_id)) or 0)
+
+
 def is_low(stock: Stock, sku: Sku) -> bool:
     """Low stock: available at or below the SKU's stock-alert quantity."""
     return sku.stock_alert_qty > 0 and stock.on_hand - stock.reserved <= sku.stock_alert_qty

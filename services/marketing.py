@@ -392,9 +392,9 @@ def _usage_rows(result: pricing.Pricing, trade: dict, orders: list[dict],
             row["amount"] += share["amount"]
             if priced.item_rule == share["rule"]:
                 row["quantity"] += priced.line.quantity
-    for coupon in result.coupons:     # a free-shipping coupon covers no line
+    for coupon in result.coupons:     # a free-shipping coupon covers no line: its shop's order
         if not any(key[0] == coupon.rule for key in rows):
-            order = orders[0]
+            order = next((o for o in orders if o["shop_id"] == coupon.shop_id), orders[0])
             rows[(coupon.rule, order["id"])] = {
                 "promotion_id": None, "coupon_id": coupon.id, "member_id": member_id,
                 "trade_id": trade["id"], "order_id": order["id"], "shop_id": order["shop_id"],

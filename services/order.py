@@ -22,7 +22,7 @@ from models.member import Member, MemberAddress, MemberLevel
 from models.order import (IdempotencyKey, NoticeStatus, Order, OrderEvent, OrderLine,
                           OrderReservation, OrderStatus, ServiceCode, ShippingNotice, Trade)
 from models.product import Category, Fulfilment, GoodsKind, Sku, Spu, SpuStatus
-from services import inventory, marketing, pricing, risk
+from services import inventory, logistics, marketing, pricing, risk
 from services.actor import current_actor, is_row_id, scope_query
 from services.clock import business_date, now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -79,9 +79,9 @@ _BUYER = (
     .where(MEMBER.c.id == bindparam("member_id")))
 _CART = (
     select(SKU.c.id, SKU.c.spu_id, SKU.c.shop_id, SKU.c.code, SKU.c.price, SKU.c.enabled,
-           SKU.c.sales_values, SPU.c.title, SPU.c.status, SPU.c.goods_kind, SPU.c.fulfilment,
-           SPU.c.presale_ships_on, SPU.c.presale_deposit, SPU.c.brand_id,
-           CATEGORY.c.path.label("category_path"))
+           SKU.c.sales_values, SKU.c.weight_kg, SPU.c.title, SPU.c.status, SPU.c.goods_kind,
+           SPU.c.fulfilment, SPU.c.presale_ships_on, SPU.c.presale_deposit, SPU.c.brand_id,
+           SPU.c.freight_template_id, CATEGORY.c.path.label("category_path"))
     .join(SPU, SPU.c.id == SKU.c.spu_id)
     .join(CATEGORY, CATEGORY.c.id == SPU.c.category_id)
     .where(SKU.c.id.in_(bindparam("sku_ids", expanding=True))))
@@ -144,15 +144,26 @@ class Priced(NamedTuple):
 
 
 def _priced(lines, buyer, body: dict) -> Priced:
-    """Each line's amounts, discounts and routing, from the pricing engine."""
+    """Each line's amounts, discounts and routing, from the pricing engine; each shop's
+    freight from its templates and the buyer's province (on the lines' payable after
+    discounts), which the engine may waive."""
     level = SimpleNamespace(name=buyer.level_name, discount_percent=buyer.discount_percent,
                             free_shipping_threshold=buyer.free_shipping_threshold) \
         if buyer.level_name is not None else None
+
+    def freight(priced_lines) -> dict:
+        return logistics.freight_by_shop(
+            [logistics.FreightLine(sku.shop_id, sku.freight_template_id, sku.weight_kg,
+                                   quantity, line.payable)
+             for (sku, quantity), line in zip(lines, priced_lines)
+             if GoodsKind(sku.goods_kind) != GoodsKind.service],
+            buyer.province_code)
+
     result = marketing.price_cart(
         buyer.member_id, level,
         [pricing.Line(sku.id, sku.spu_id, sku.shop_id, sku.category_path, sku.brand_id,
                       sku.price, quantity) for sku, quantity in lines],
-        body.get("coupon_codes"), body.get("points"))
+        body.get("coupon_codes"), body.get("points"), freight=freight)
     flash = {p.rule for p in result.promotions if p.kind == "flash_sale"}
     priced = []
     for (sku, quantity), line in zip(lines, result.lines):
@@ -219,6 +230,7 @@ def _quoted(body: dict, buyer) -> dict:
         "goods_amount": _money(result.goods_amount),
         "discount_amount": _money(result.discount_amount),
         "freight": _money(result.freight - result.freight_waived),
+        "freight_before_waiver": _money(result.freight),
         "points_used": result.points_used, "payable": _money(result.payable),
         "explanation": result.explanation,
     }
@@ -281,7 +293,8 @@ def place(body: dict, key: str) -> Placed:
         # Claim the key right after the trade, before reserving: a concurrent duplicate waits
         # there for the first request and answers its trade, instead of racing it for stock.
         trade = _claimed_trade(buyer, priced, key, _request_hash(body), _snapshot(result),
-                               risk_status="held" if verdict.decision == "hold" else "none")
+                               risk_status="held" if verdict.decision == "hold" else "none",
+                               freight=result.freight - result.freight_waived)
     except IntegrityError:  # a concurrent request with the same key won
         db.session.rollback()
         existing = _replayed(key, body)
@@ -290,7 +303,8 @@ def place(body: dict, key: str) -> Placed:
                                 {"idempotency_key": ["Retry shortly."]})
         return Placed(existing, False)
     risk.link(verdict, f"trade:{trade['id']}")
-    orders = _new_orders(trade, buyer, priced)
+    orders = _new_orders(trade, buyer, priced, {
+        shop: amount - result.waived.get(shop, ZERO) for shop, amount in result.freights.items()})
     marketing.commit_checkout(result, trade, orders, buyer.member_id)
     lines = [line for order in orders for line in order["lines"]]
     stocked = [(line["sku_id"], line["quantity"]) for line in lines
@@ -330,20 +344,22 @@ def _snapshot(result: pricing.Pricing) -> dict:
     points it used."""
     return {"explanation": result.explanation, "points_used": result.points_used,
             "coupons": [c.code for c in result.coupons],
+            "freight_before_waiver": _money(result.freight),
             "freight_waived": _money(result.freight_waived)}
 
 
 def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None,
-                   risk_status: str = "none") -> dict:
-    """The trade row and the idempotency key pointing at it."""
+                   risk_status: str = "none", freight: Decimal = ZERO) -> dict:
+    """The trade row and the idempotency key pointing at it; `freight` is what the buyer
+    pays for shipping (after any waiver)."""
     goods = sum((p["amount"] for p in priced), ZERO)
     discount = sum((p["discount"] for p in priced), ZERO)
     stamp = now()
     trade = _inserted(Trade, _INSERT_TRADE, [{
         "trade_no": number("T"), "member_id": buyer.member_id,
         "address": _address_snapshot(buyer), "status": OrderStatus.pending_payment,
-        "goods_amount": goods, "discount_amount": discount, "freight": ZERO,
-        "payable": goods - discount, "pricing": snapshot, "risk_status": risk_status,
+        "goods_amount": goods, "discount_amount": discount, "freight": freight,
+        "payable": goods - discount + freight, "pricing": snapshot, "risk_status": risk_status,
         "created_at": stamp, "paid_at": None}])[0]
     _inserted(IdempotencyKey, _INSERT_KEY, [{
         "caller": current_actor().name, "key": key, "request_hash": request_hash,
@@ -351,16 +367,18 @@ def _claimed_trade(buyer, priced, key: str, request_hash: str, snapshot=None,
     return trade
 
 
-def _new_orders(trade: dict, buyer, priced) -> list[dict]:
+def _new_orders(trade: dict, buyer, priced, freights: dict | None = None) -> list[dict]:
     """One order per shop and order type (a pre-sale or a service never waits for, or holds
-    back, the rest of the cart), each with its lines and first timeline row."""
+    back, the rest of the cart), each with its lines and first timeline row; each shop's
+    freight paid ({shop_id: amount}) is allocated over its orders."""
     by_shop: dict[tuple[int, str], list[dict]] = {}
     for line in priced:
         by_shop.setdefault((line["sku"].shop_id, line["order_type"]), []).append(line)
     groups = sorted(by_shop.items())
+    shares = _freight_shares(groups, freights or {})
     orders = _inserted(Order, _INSERT_ORDERS, [
-        _order_row(trade, buyer, shop_id, order_type, lines)
-        for (shop_id, order_type), lines in groups])
+        _order_row(trade, buyer, shop_id, order_type, lines, share)
+        for ((shop_id, order_type), lines), share in zip(groups, shares)])
     actor, stamp = current_actor().name, trade["created_at"]
     _inserted(OrderEvent, _INSERT_TIMELINE, [
         {"order_id": order["id"], "shop_id": order["shop_id"], "from_status": None,
@@ -374,7 +392,26 @@ def _new_orders(trade: dict, buyer, priced) -> list[dict]:
     return orders
 
 
-def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[dict]) -> dict:
+def _freight_shares(groups: list, freights: dict) -> list[Decimal]:
+    """Each order's part of its shop's freight, by the payable of the lines that ship (by
+    their quantity when those are all free), to the cent."""
+    shares = [ZERO] * len(groups)
+    for shop_id, amount in freights.items():
+        if not amount:
+            continue
+        mine = [n for n, ((shop, _), _) in enumerate(groups) if shop == shop_id]
+        shipped = [[p for p in groups[n][1] if GoodsKind(p["sku"].goods_kind) != GoodsKind.service]
+                   for n in mine]
+        weights = [sum((p["payable"] for p in lines), ZERO) for lines in shipped]
+        if not any(weights):
+            weights = [Decimal(sum(p["quantity"] for p in lines)) for lines in shipped]
+        for n, share in zip(mine, allocate(amount, weights)):
+            shares[n] = share
+    return shares
+
+
+def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[dict],
+               freight: Decimal = ZERO) -> dict:
     goods = sum((p["amount"] for p in lines), ZERO)
     discount = sum((p["discount"] for p in lines), ZERO)
     deposit, ships_after = _presale_terms(lines) if order_type == "pre_sale" else (None, None)
@@ -383,7 +420,7 @@ def _order_row(trade: dict, buyer, shop_id: int, order_type: str, lines: list[di
             "order_type": order_type, "goods_amount": goods, "discount_amount": discount,
             "platform_discount": sum((d["amount"] for p in lines for d in p["discounts"]
                                       if d["funded_by"] == "platform"), ZERO),
-            "freight": ZERO, "payable": goods - discount, "seller_remark": None,
+            "freight": freight, "payable": goods - discount + freight, "seller_remark": None,
             "seller_flag": "none", "address": trade["address"], "deposit": deposit,
             "ships_after": ships_after, "created_at": trade["created_at"], "paid_at": None,
             "delivered_at": None}
@@ -644,6 +681,8 @@ def notice_for_update(notice_id: int) -> ShippingNotice:
 NOTICE_FLOW = {
     "pick": ({NoticeStatus.assigned}, NoticeStatus.picking),
     "pack": ({NoticeStatus.picking}, NoticeStatus.packed),
+    # WMS: a cancelled pick list gives its notices back to the warehouse's queue
+    "unpick": ({NoticeStatus.picking}, NoticeStatus.assigned),
     "hold": ({NoticeStatus.pending, NoticeStatus.assigned, NoticeStatus.picking,
               NoticeStatus.packed}, NoticeStatus.held),
 }
@@ -747,8 +786,11 @@ def ship_notice(notice_id: int, carrier: str, tracking_no: str) -> ShippingNotic
 
 
 def _ship_locked(notice: ShippingNotice, carrier: str, tracking_no: str) -> None:
+    from services import customs
+
     shippable = SHIPPABLE | ({NoticeStatus.pending} if notice.route == "dropship" else set())
     _notice_must_be(notice, "ship", shippable)
+    customs.ensure_cleared(notice)      # a bonded warehouse ships only cleared declarations
     order = db.session.get(Order, notice.order_id)
     held = [r for r in order.reservations
             if notice.warehouse_id is not None and r.warehouse_id == notice.warehouse_id
@@ -862,6 +904,19 @@ def deliver_order(order_id: int) -> Order:
     return _order_step(order_id, "deliver", None)
 
 
+def deliver_by_carrier(notice_id: int) -> Order | None:
+    """The carrier reported this notice signed for (its `delivered_at` is set): once every
+    live notice of a shipped order is signed, the order is delivered. Idempotent: an order
+    not (or no longer) `shipped` is left as it is, so `order.delivered` is published once."""
+    notice = notice_for_update(notice_id)
+    target = db.session.get(Order, notice.order_id)
+    live = [n for n in target.notices if NoticeStatus(n.status) != NoticeStatus.cancelled]
+    if OrderStatus(target.status) != OrderStatus.shipped or \
+            any(n.delivered_at is None for n in live):
+        return None
+    return _order_step(target.id, "deliver", "signed for (carrier tracking)")
+
+
 def confirm_receipt(order_id: int) -> Order:
     """The buyer confirms receipt: the order completes."""
     return _order_step(order_id, "complete", "receipt confirmed")
@@ -910,8 +965,9 @@ def cancel_unpaid_trades() -> int:
 
 
 def change_order_price(order_id: int, payable, reason: str) -> Order:
-    """改价: set an unpaid order's payable (0 ≤ payable ≤ goods amount); the difference is
-    apportioned over its lines to the cent (largest remainder) and the trade follows."""
+    """改价: set an unpaid order's payable (0 ≤ payable ≤ goods amount + freight); its freight
+    stays (up to the new payable), the goods' difference is apportioned over its lines to the
+    cent (largest remainder) and the trade follows."""
     reason = _required(reason)
     if not isinstance(payable, Decimal) or payable < 0:
         raise ValidationFailed.field("payable", "Must not be negative.")
@@ -922,17 +978,21 @@ def change_order_price(order_id: int, payable, reason: str) -> Order:
     if OrderStatus(target.status) != OrderStatus.pending_payment:
         raise IllegalOrderTransitionError("Only an unpaid order's price can change",
                                           {"status": [OrderStatus(target.status).value]})
-    if payable > target.goods_amount:
-        raise ValidationFailed.field("payable", "At most the goods amount.")
+    if payable > target.goods_amount + target.freight:
+        raise ValidationFailed.field("payable", "At most the goods amount and the freight.")
     old = target.payable
-    shares = allocate(payable, [line.amount for line in target.lines])
+    freight = min(target.freight, payable)
+    goods = payable - freight
+    shares = allocate(goods, [line.amount for line in target.lines])
     for line, share in zip(target.lines, shares):
         line.payable, line.discount = share, line.amount - share
-    target.payable, target.discount_amount = payable, target.goods_amount - payable
+    target.payable, target.discount_amount = payable, target.goods_amount - goods
+    target.freight = freight
     if target.deposit is not None:
-        target.deposit = min(target.deposit, payable)
+        target.deposit = min(target.deposit, goods)
     trade.payable = sum((o.payable for o in trade.orders), ZERO)
     trade.discount_amount = sum((o.discount_amount for o in trade.orders), ZERO)
+    trade.freight = sum((o.freight for o in trade.orders), ZERO)
     _note(target, f"price {old:.2f} → {payable:.2f}: {reason}")
     publish("order.price_changed", {"order_id": target.id, "old": f"{old:.2f}",
                                     "new": f"{payable:.2f}"}, shop_id=target.shop_id)

@@ -8,7 +8,8 @@ Rules apply in fixed layers, as Chinese platforms do:
     shop    spend tiers (满减) and multi-buys (满N件打折) of the shop or the platform;
     coupon  the coupons the buyer names (shop or platform);
     points  points spent as money;
-    freight free shipping (a free-shipping coupon, the level's threshold).
+    freight free shipping per shop (a free-shipping coupon waives its shop's freight, a
+            platform one every shop's; the level's threshold the rest).
 
 Inside a layer the best option for the buyer wins: either the best exclusive rule alone or
 every stackable rule together (each line in one rule of a kind, by priority), never a search
@@ -149,6 +150,8 @@ class Pricing:
     points_used: int
     coupons: list            # the Coupon objects applied
     promotions: list         # the Promotion objects applied
+    freights: dict = field(default_factory=dict)    # shop id → freight charged
+    waived: dict = field(default_factory=dict)      # shop id → freight waived
 
     @property
     def goods_amount(self) -> Decimal:
@@ -453,28 +456,41 @@ def _points_layer(lines: list[Priced], buyer: Buyer, points: int, settings: Sett
     return int(amount * settings.points_per_yuan)
 
 
-def _freight_layer(lines: list[Priced], buyer: Buyer, coupons: list[Coupon], freight: Decimal,
-                   explanation: list) -> Decimal:
-    """Free shipping: a free-shipping coupon that applied, or the level's threshold."""
-    if freight <= 0:
-        return ZERO
-    free_coupon = next((c for c in coupons if c.kind == "free_shipping"), None)
-    if free_coupon is not None:
-        return freight
+def _freight_layer(lines: list[Priced], buyer: Buyer, coupons: list[Coupon], freights: dict,
+                   explanation: list) -> dict:
+    """Free shipping, per shop: a free-shipping coupon that applied waives the freight of its
+    shop (a platform coupon: every shop's), the level's threshold on the whole cart waives the
+    rest. Answers {shop: waived}."""
+    charged = {shop: amount for shop, amount in freights.items() if amount > 0}
+    if not charged:
+        return {}
+    waived = {}
+    for coupon in coupons:
+        if coupon.kind == "free_shipping":
+            for shop, amount in charged.items():
+                if coupon.shop_id is None or shop is None or coupon.shop_id == shop:
+                    waived[shop] = amount
+    left = {shop: amount for shop, amount in charged.items() if shop not in waived}
+    if not left:
+        return waived
     level = buyer.level
     if level is not None and level.free_shipping_threshold is not None:
         spent = sum((p.payable for p in lines), ZERO)
         met = spent >= level.free_shipping_threshold
-        explanation.append(_entry("level", "freight", freight if met else ZERO,
+        explanation.append(_entry("level", "freight", sum(left.values(), ZERO) if met else ZERO,
                                   "applied" if met else "threshold_not_met"))
-        return freight if met else ZERO
-    return ZERO
+        if met:
+            waived.update(left)
+    return waived
 
 
 def price(lines: list[Line], buyer: Buyer, promotions: list[Promotion], coupons: list[Coupon],
-          moment: datetime, points: int = 0, freight: Decimal = ZERO,
+          moment: datetime, points: int = 0, freight=ZERO,
           settings: Settings | None = None) -> Pricing:
-    """Price a cart: every layer in turn, each discount allocated over the lines it covers."""
+    """Price a cart: every layer in turn, each discount allocated over the lines it covers.
+    `freight` is the cart's freight (a Decimal), or {shop_id: freight}, or a function of the
+    priced lines answering that dict (freight templates read the lines' payable after every
+    discount); free shipping then waives it per shop."""
     settings = settings or Settings()
     priced = []
     for line in lines:
@@ -487,10 +503,14 @@ def price(lines: list[Line], buyer: Buyer, promotions: list[Promotion], coupons:
     applied += _shop_layer(priced, buyer, promotions, moment, cap, explanation)
     used_coupons = _coupon_layer(priced, coupons, moment, cap, explanation)
     points_used = _points_layer(priced, buyer, points, settings, explanation)
-    waived = _freight_layer(priced, buyer, used_coupons, freight, explanation)
+    freights = freight(priced) if callable(freight) else \
+        dict(freight) if isinstance(freight, dict) else {None: freight}
+    waived = _freight_layer(priced, buyer, used_coupons, freights, explanation)
     for p in priced:
         p.discounts = _merged(p.discounts)
-    return Pricing(priced, explanation, freight, waived, points_used, used_coupons, applied)
+    return Pricing(priced, explanation, sum(freights.values(), ZERO),
+                   sum(waived.values(), ZERO), points_used, used_coupons, applied,
+                   freights, waived)
 
 
 def _merged(discounts: list[dict]) -> list[dict]:

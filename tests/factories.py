@@ -30,6 +30,10 @@ from models.risk import Blacklist, RiskRule
 from models.product import (Attribute, AttributeKind, Brand, Category, InputType, PriceChange,
                             Sku, Spu, SpuTransition)
 from models.storage import UploadedFile
+from models.purchasing import (PurchaseOrder, PurchaseOrderLine, ReplenishmentRule, Supplier,
+                               SupplierDocument, SupplierPrice, SupplierStatement,
+                               SupplierStatementItem, SupplierTransition)
+from models.wms import PickList, Receipt, StockCount, StockTransfer
 from services.actor import Actor, acting_as
 
 _serial = count(1)
@@ -513,7 +517,315 @@ def _rating_row(shop: Shop):
     return RatingSummary.query.filter_by(shop_id=shop.id, spu_id=review.spu_id).one()
 
 
+# -- WMS -----------------------------------------------------------------------------------------
+
+def _shop_of(shop: Shop | None) -> Shop:
+    return shop or Shop.query.order_by(Shop.id).first()
+
+
+def _own_warehouses(shop: Shop, wanted: int = 1) -> list:
+    """`wanted` warehouses of the shop (existing ones first, so a body writes nothing)."""
+    found = Warehouse.query.filter_by(shop_id=shop.id).order_by(Warehouse.id).limit(wanted).all()
+    return found + [make_warehouse(shop) for _ in range(wanted - len(found))]
+
+
+def _own_sku(shop: Shop) -> Sku:
+    return Sku.query.filter_by(shop_id=shop.id).order_by(Sku.id).first() or _sku_row(shop)
+
+
+def receipt_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    return {"warehouse_id": _own_warehouses(shop)[0].id, "source": "other", "shop_id": shop.id,
+            "lines": [{"sku_id": _own_sku(shop).id, "expected": 5}]}
+
+
+def make_receipt(shop: Shop):
+    from services import wms
+
+    body = receipt_body(shop)
+    with acting_as(Actor.system("factory")):
+        receipt = wms.create_receipt(**body)
+        db.session.commit()
+    return receipt
+
+
+def _assigned_notice(shop: Shop) -> ShippingNotice:
+    """An assigned notice of the shop on no pick list (a paid order made when none is left)."""
+    found = ShippingNotice.query.filter_by(shop_id=shop.id, status="assigned",
+                                           pick_list_id=None).order_by(ShippingNotice.id).first()
+    return found or _notice_row(shop)
+
+
+def pick_list_body(shop: Shop | None) -> dict:
+    return {"notice_ids": [_assigned_notice(_shop_of(shop)).id]}
+
+
+def make_pick_list(shop: Shop):
+    """A pick list of a paid order's notice, and a spare assigned notice left for a body."""
+    from services import wms
+
+    notice = _notice_row(shop)
+    _notice_row(shop)
+    with acting_as(Actor.system("factory")):
+        pick = wms.create_pick_list([notice.id])
+        db.session.commit()
+    return pick
+
+
+def stock_count_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    stock = Stock.query.join(Warehouse, Warehouse.id == Stock.warehouse_id).filter(
+        Warehouse.shop_id == shop.id).order_by(Stock.id).first() or _stock_row(shop)
+    return {"warehouse_id": stock.warehouse_id, "blind": True}
+
+
+def make_stock_count(shop: Shop):
+    from services import wms
+
+    body = stock_count_body(shop)
+    with acting_as(Actor.system("factory")):
+        count = wms.create_count(**body)
+        db.session.commit()
+    return count
+
+
+def transfer_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    source, target = _own_warehouses(shop, 2)
+    return {"from_warehouse_id": source.id, "to_warehouse_id": target.id, "shop_id": shop.id,
+            "lines": [{"sku_id": _own_sku(shop).id, "quantity": 2}]}
+
+
+def make_transfer(shop: Shop):
+    from services import wms
+
+    body = transfer_body(shop)
+    with acting_as(Actor.system("factory")):
+        transfer = wms.create_transfer(**body)
+        db.session.commit()
+    return transfer
+
+
+# -- purchasing ----------------------------------------------------------------------------------
+
+def make_supplier(shop: Shop, status: str = "prospect", code: str | None = None, **fields):
+    """A supplier of `shop` made through the purchasing service, taken to `status` (qualified
+    and later: with a verified business licence on file)."""
+    from models.purchasing import Supplier
+    from services import purchasing
+
+    with acting_as(Actor.system("factory")):
+        supplier = Supplier(shop_id=shop.id, code=code or f"SUP{next(_serial)}",
+                            name=f"{marker_of(shop)} supplier", **fields)
+        purchasing.check_supplier(supplier, creating=True)
+        db.session.add(supplier)
+        db.session.commit()
+        if status != "prospect":
+            document = make_supplier_document(supplier)
+            purchasing.verify_document(document.id)
+            purchasing.qualify(supplier.id)
+            if status in ("active", "suspended"):
+                purchasing.activate(supplier.id)
+            if status == "suspended":
+                purchasing.suspend(supplier.id, "Late twice")
+            db.session.commit()
+    return supplier
+
+
+def make_supplier_document(supplier, kind: str = "business_licence", valid_until=None):
+    """A document of the supplier with a file uploaded for its shop (not verified)."""
+    from datetime import date
+
+    from models.purchasing import SupplierDocument
+    from services import purchasing
+    from services.storage import store_image
+
+    with acting_as(Actor(name="factory-merchant", shop_id=supplier.shop_id,
+                         authenticated=True)):
+        upload = store_image(png_bytes(), f"licence-{next(_serial)}.png")
+        document = SupplierDocument(supplier_id=supplier.id, kind=kind,
+                                    number=f"91310000{next(_serial):010d}", file_id=upload.id,
+                                    valid_until=valid_until or date(2099, 12, 31))
+        purchasing.check_document(document, creating=True)
+        db.session.add(document)
+        db.session.commit()
+    return document
+
+
+def make_supplier_price(supplier, sku, price="10.00", min_quantity=1, valid_from=None,
+                        valid_until=None):
+    from datetime import date
+
+    from models.purchasing import SupplierPrice
+    from services import purchasing
+
+    with acting_as(Actor.system("factory")):
+        row = SupplierPrice(supplier_id=supplier.id, sku_id=sku.id, price=Decimal(price),
+                            min_quantity=min_quantity, valid_from=valid_from or date(2020, 1, 1),
+                            valid_until=valid_until)
+        purchasing.check_price(row)
+        db.session.add(row)
+        db.session.commit()
+    return row
+
+
+def _own_supplier(shop: Shop, status: str | None = "active"):
+    """A supplier of the shop (in `status`; any when None), made when there is none."""
+    query = Supplier.query.filter_by(shop_id=shop.id)
+    if status is not None:
+        query = query.filter_by(status=status)
+    return query.order_by(Supplier.id).first() or make_supplier(shop, status or "prospect")
+
+
+def _sku_without_rule(shop: Shop, warehouse) -> Sku:
+    """A SKU of the shop with no replenishment rule in the warehouse (made when none)."""
+    taken = select(ReplenishmentRule.sku_id).where(ReplenishmentRule.warehouse_id == warehouse.id)
+    return Sku.query.filter(Sku.shop_id == shop.id, Sku.id.not_in(taken)).order_by(
+        Sku.id).first() or _sku_row(shop)
+
+
+def make_rule(shop: Shop, sku=None, warehouse=None, supplier=None, **numbers):
+    from models.purchasing import ReplenishmentRule
+    from services import purchasing
+
+    with acting_as(Actor.system("factory")):
+        rule = ReplenishmentRule(sku_id=(sku or _sku_row(shop)).id,
+                                 warehouse_id=(warehouse or make_warehouse(shop)).id,
+                                 supplier_id=supplier.id if supplier else None,
+                                 **{"safety_stock": 0, "reorder_point": 5,
+                                    "reorder_quantity": 20, **numbers})
+        purchasing.check_rule(rule)
+        db.session.add(rule)
+        db.session.commit()
+    return rule
+
+
+def make_purchase_order(shop: Shop, status: str = "draft", quantity: int = 5,
+                        unit_price: str = "10.00", supplier=None, sku=None, warehouse=None):
+    """A purchase order of `shop` (one line), taken to draft, approved or sent."""
+    from services import purchasing
+
+    supplier = supplier or _own_supplier(shop)
+    with acting_as(Actor.system("factory")):
+        po = purchasing.create_purchase_order(
+            supplier.id, (warehouse or _own_warehouses(shop)[0]).id,
+            [{"sku_id": (sku or _own_sku(shop)).id, "quantity": quantity,
+              "unit_price": unit_price}])
+        if status in ("approved", "sent"):
+            purchasing.approve_purchase_order(po.id)
+        if status == "sent":
+            purchasing.send_purchase_order(po.id)
+        db.session.commit()
+    return po
+
+
+def receive_purchase_order(po, received=None, rejected=0):
+    """A WMS receipt of the order's outstanding lines, recorded and confirmed (`received`
+    of each line, all of it by default); the jobs it leaves run in-process."""
+    from app.queue import run_inprocess_jobs
+    from services import wms
+
+    with acting_as(Actor.system("factory")):
+        receipt = wms.create_receipt(source="purchase", purchase_order_id=po.id)
+        wms.record_receipt_lines(receipt.id, [
+            {"line_id": line.id,
+             "received": line.expected - rejected if received is None else received,
+             "rejected": rejected, **({"reject_reason": "Damaged"} if rejected else {})}
+            for line in receipt.lines])
+        wms.confirm_receipt(receipt.id)
+        db.session.commit()
+        run_inprocess_jobs(db.session)
+    return receipt
+
+
+def _statement_supplier(shop: Shop, fresh: bool = False):
+    """An active supplier of the shop with goods received and on no statement yet (an
+    existing one unless `fresh`, so that a body writes nothing)."""
+    from models.purchasing import SupplierStatementItem
+    from models.wms import ReceiptLine
+
+    if not fresh:
+        found = db.session.execute(
+            select(PurchaseOrder.supplier_id)
+            .join(PurchaseOrderLine, PurchaseOrderLine.purchase_order_id == PurchaseOrder.id)
+            .join(ReceiptLine, ReceiptLine.purchase_order_line_id == PurchaseOrderLine.id)
+            .where(PurchaseOrder.shop_id == shop.id, ReceiptLine.received > 0,
+                   ReceiptLine.id.not_in(select(SupplierStatementItem.source_id).where(
+                       SupplierStatementItem.source_kind == "receipt_line")))
+            .order_by(PurchaseOrder.id).limit(1)).scalar()
+        if found is not None:
+            return db.session.get(Supplier, found)
+    po = make_purchase_order(shop, "sent")
+    receive_purchase_order(po)
+    return po.supplier
+
+
+def statement_body(shop: Shop | None) -> dict:
+    from services.clock import business_date
+
+    today = business_date().isoformat()
+    return {"supplier_id": _statement_supplier(_shop_of(shop)).id, "period_start": today,
+            "period_end": today}
+
+
+def make_statement(shop: Shop):
+    from services import purchasing
+    from services.clock import business_date
+
+    supplier = _statement_supplier(shop, fresh=True)
+    with acting_as(Actor.system("factory")):
+        statement = purchasing.draft_statement(supplier.id, business_date(), business_date())
+        db.session.commit()
+    _statement_supplier(shop, fresh=True)      # goods left to state, for a body
+    return statement
+
+
+def supplier_body(shop: Shop | None) -> dict:
+    return {"code": f"SUP{next(_serial)}", "name": "Supplier", "contact_name": "张三",
+            "phone": "13800000000", **({"shop_id": shop.id} if shop else {})}
+
+
+def supplier_document_body(shop: Shop | None) -> dict:
+    return {"supplier_id": _own_supplier(_shop_of(shop), None).id,
+            "kind": "business_licence", "number": "91310000MA1FL0000X",
+            "valid_until": "2099-12-31"}
+
+
+def supplier_price_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    return {"supplier_id": _own_supplier(shop, None).id, "sku_id": _own_sku(shop).id,
+            "price": "12.50", "min_quantity": next(_serial), "valid_from": "2024-01-01"}
+
+
+def rule_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    warehouse = _own_warehouses(shop)[0]
+    return {"sku_id": _sku_without_rule(shop, warehouse).id, "warehouse_id": warehouse.id,
+            "safety_stock": 2, "reorder_point": 5, "reorder_quantity": 20,
+            "supplier_id": _own_supplier(shop, None).id}
+
+
+def purchase_order_body(shop: Shop | None) -> dict:
+    shop = _shop_of(shop)
+    return {"supplier_id": _own_supplier(shop).id, "warehouse_id": _own_warehouses(shop)[0].id,
+            "lines": [{"sku_id": _own_sku(shop).id, "quantity": 5, "unit_price": "10.00"}]}
+
+
 ROW_FACTORIES = {
+    Supplier: make_supplier,
+    SupplierTransition: lambda shop: make_supplier(shop).transitions[0],
+    SupplierDocument: lambda shop: make_supplier_document(make_supplier(shop)),
+    SupplierPrice: lambda shop: make_supplier_price(make_supplier(shop, "active"),
+                                                    _sku_row(shop)),
+    ReplenishmentRule: make_rule,
+    PurchaseOrder: make_purchase_order,
+    PurchaseOrderLine: lambda shop: make_purchase_order(shop).lines[0],
+    SupplierStatement: make_statement,
+    SupplierStatementItem: lambda shop: make_statement(shop).items[0],
+    Receipt: make_receipt,
+    PickList: make_pick_list,
+    StockCount: make_stock_count,
+    StockTransfer: make_transfer,
     Review: make_review,
     RatingSummary: _rating_row,
     Coupon: make_coupon,
@@ -624,6 +936,16 @@ def address_body(member_id: int, **overrides) -> dict:
 
 
 API_BODIES = {
+    Supplier: supplier_body,
+    SupplierDocument: supplier_document_body,
+    SupplierPrice: supplier_price_body,
+    ReplenishmentRule: rule_body,
+    PurchaseOrder: purchase_order_body,
+    SupplierStatement: statement_body,
+    Receipt: receipt_body,
+    PickList: pick_list_body,
+    StockCount: stock_count_body,
+    StockTransfer: transfer_body,
     Review: _review_body,
     Feedback: lambda shop: {"member_id": make_member().id, "topic": "app",
                             "text": "希望增加夜间模式"},
@@ -699,3 +1021,205 @@ def refund_through_after_sale(placed: Order, amount, kind: str = "refund_only"):
         db.session.commit()
         run_inprocess_jobs(db.session)
     return request
+
+
+# -- logistics: carriers (platform data) and freight templates (shop data) ----------------------
+
+def make_carrier(code: str | None = None, rates=(("", "10.00", "2.00"),), **fields):
+    """A carrier with a rate card: each rate is (regions "310000,320000" or "" for everywhere
+    else, first fee for the first kg, fee per further kg)."""
+    from models.logistics import Carrier, CarrierRate
+
+    remote = fields.pop("remote", "0")
+    carrier = Carrier(code=code or f"C{next(_serial)}", name=fields.pop("name", "Carrier"),
+                      adapter="sandbox", **fields)
+    for regions, first_fee, step_fee in rates:
+        carrier.rates.append(CarrierRate(
+            regions=[r for r in regions.split(",") if r], first_kg=Decimal("1"),
+            first_fee=Decimal(first_fee), step_kg=Decimal("1"), step_fee=Decimal(step_fee),
+            remote_surcharge=Decimal(remote)))
+    db.session.add(carrier)
+    db.session.commit()
+    return carrier
+
+
+def make_freight_template(shop: Shop, rules=(("", "1", "8.00", "1", "2.00"),),
+                          **fields) -> "FreightTemplate":
+    """A freight template of `shop` through the logistics checks; each rule is (regions
+    "650000,540000" or "" for the default line, first units, first fee, step units, step fee)."""
+    from models.logistics import FreightRule, FreightTemplate
+    from services import logistics
+
+    with acting_as(Actor.system("factory")):
+        template = FreightTemplate(shop_id=shop.id,
+                                   name=fields.pop("name", f"{marker_of(shop)} template "
+                                                           f"{next(_serial)}"),
+                                   basis=fields.pop("basis", "piece"),
+                                   remote_regions=fields.pop("remote_regions", []),
+                                   remote_surcharge=fields.pop("remote_surcharge",
+                                                               Decimal("0.00")),
+                                   is_default=fields.pop("is_default", False), enabled=True,
+                                   **fields)
+        logistics.check_template(template)
+        db.session.add(template)
+        db.session.flush()
+        for regions, first_units, first_fee, step_units, step_fee in rules:
+            rule = FreightRule(template_id=template.id,
+                               regions=[r for r in regions.split(",") if r],
+                               first_units=Decimal(first_units), first_fee=Decimal(first_fee),
+                               step_units=Decimal(step_units), step_fee=Decimal(step_fee))
+            logistics.check_freight_rule(rule)
+            db.session.add(rule)
+            db.session.flush()
+        db.session.commit()
+    return template
+
+
+def _template_body(shop: Shop | None) -> dict:
+    return {"name": f"Template {next(_serial)}", "basis": "piece", "free_over_amount": "99.00",
+            "remote_regions": ["650000"], "remote_surcharge": "10.00",
+            **({"shop_id": shop.id} if shop else {})}
+
+
+def _freight_rule_body(shop: Shop | None) -> dict:
+    """A line for a province none of the template's lines names (an existing template of the
+    shop when there is one, so that building the body writes nothing)."""
+    from models.logistics import FreightTemplate
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    template = FreightTemplate.query.filter_by(shop_id=shop.id).order_by(
+        FreightTemplate.id).first() or make_freight_template(shop, rules=())
+    taken = {code for rule in template.rules for code in rule.regions or []}
+    province = next(f"{n}0000" for n in range(11, 90) if f"{n}0000" not in taken)
+    return {"template_id": template.id, "regions": [province], "first_units": "1",
+            "first_fee": "8.00", "step_units": "1", "step_fee": "2.00"}
+
+
+def _register_logistics() -> None:
+    from models.logistics import Carrier, CarrierRate, CarrierRule, FreightRule, FreightTemplate
+
+    ROW_FACTORIES.update({
+        FreightTemplate: make_freight_template,
+        FreightRule: lambda shop: make_freight_template(shop).rules[0],
+    })
+    API_BODIES.update({
+        Carrier: lambda shop: {"code": f"C{next(_serial)}", "name": "Carrier",
+                               "adapter": "sandbox", "supports_cod": False, "enabled": True},
+        CarrierRate: lambda shop: {"carrier_id": make_carrier(rates=()).id, "regions": [],
+                                   "first_kg": "1", "first_fee": "10.00", "step_kg": "1",
+                                   "step_fee": "2.00", "remote_surcharge": "5.00"},
+        CarrierRule: lambda shop: {"name": f"Rule {next(_serial)}", "priority": 10,
+                                   "regions": ["310000"], "carrier_id": make_carrier().id,
+                                   "enabled": True},
+        FreightTemplate: _template_body,
+        FreightRule: _freight_rule_body,
+    })
+
+
+_register_logistics()
+
+
+# -- logistics: tracking events and customs declarations (shop data) ----------------------------
+
+BUYER_ID_NUMBER = "11010519491231002X"   # a valid 18-digit number (check digit X)
+
+
+def sandbox_carrier(code: str = "SBX"):
+    """The platform's carrier tracked through the sandbox carrier (made once)."""
+    from models.logistics import Carrier
+
+    return Carrier.query.filter_by(code=code).one_or_none() or \
+        make_carrier(code, rates=(), name="Sandbox carrier")
+
+
+def shipped_notice(shop: Shop, carrier=None, quantity: int = 1) -> ShippingNotice:
+    """A paid order's notice of `shop`, shipped with the sandbox carrier."""
+    from services import order as orders
+
+    carrier = carrier or sandbox_carrier()
+    notice = _notice_row(shop) if quantity == 1 else \
+        ShippingNotice.query.filter_by(order_id=paid_order(shop, quantity).id).first()
+    with acting_as(Actor.system("factory")):
+        orders.ship_notice(notice.id, carrier.code, f"{carrier.code}{notice.id:010d}")
+        db.session.commit()
+    from app.queue import run_inprocess_jobs
+
+    run_inprocess_jobs(db.session)   # the carrier subscribes the shipment (in-process mode)
+    return db.session.get(ShippingNotice, notice.id)
+
+
+def _tracking_event_row(shop: Shop):
+    """A scan of a shipped notice of `shop`, stored through the tracking service."""
+    from datetime import timedelta
+
+    from models.logistics import TrackingEvent
+    from services import carriers, clock, tracking
+
+    carrier = sandbox_carrier()
+    notice = shipped_notice(shop, carrier)
+    with acting_as(Actor.system("factory")):
+        tracking.record_scans(carrier, [carriers.Scan(
+            tracking_no=notice.tracking_no, external_id=f"{marker_of(shop)}-{next(_serial)}",
+            status="collected", description=f"{marker_of(shop)} collected", location="上海",
+            occurred_at=clock.now() - timedelta(minutes=5))])
+        db.session.commit()
+    return TrackingEvent.query.filter_by(notice_id=notice.id).first()
+
+
+def cross_border_notice(shop: Shop, quantity: int = 1) -> ShippingNotice:
+    """A paid order's notice of `shop` from a bonded (cross-border) warehouse."""
+    placed = paid_order(shop, quantity)
+    notice = ShippingNotice.query.filter_by(order_id=placed.id).first()
+    warehouse = db.session.get(Warehouse, notice.warehouse_id)
+    warehouse.cross_border = True
+    db.session.commit()
+    return notice
+
+
+def declaration_body(shop: Shop | None, notice: ShippingNotice | None = None, **overrides):
+    """A declaration of an undeclared cross-border notice of `shop` (an existing one when
+    there is one, so that building the body writes nothing)."""
+    from models.logistics import CustomsDeclaration
+
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    if notice is None:
+        notice = ShippingNotice.query.join(
+            Warehouse, Warehouse.id == ShippingNotice.warehouse_id).filter(
+            ShippingNotice.shop_id == shop.id, Warehouse.cross_border.is_(True),
+            ShippingNotice.status == "assigned",
+            ShippingNotice.id.not_in(db.session.query(CustomsDeclaration.notice_id))
+        ).order_by(ShippingNotice.id).first() or cross_border_notice(shop)
+    body = {"notice_id": notice.id, "buyer_name": "王小明", "buyer_id_number": BUYER_ID_NUMBER,
+            "items": [{"sku_id": line["sku_id"], "hs_code": "6109100010", "origin": "JP"}
+                      for line in notice.lines]}
+    body.update(overrides)
+    return body
+
+
+def make_declaration(shop: Shop, notice: ShippingNotice | None = None, **overrides):
+    """A draft declaration of `shop`, through the customs service."""
+    from services import customs
+
+    body = declaration_body(shop, notice, **overrides)
+    with acting_as(Actor.system("factory")):
+        made = customs.declare(body)
+        db.session.commit()
+    return made
+
+
+def _declaration_row(shop: Shop):
+    """A declaration of `shop`, and a spare undeclared cross-border notice (so that a later
+    request body for the shop is made without writing)."""
+    cross_border_notice(shop)
+    return make_declaration(shop, cross_border_notice(shop))
+
+
+def _register_tracking_and_customs() -> None:
+    from models.logistics import CustomsDeclaration, TrackingEvent
+
+    ROW_FACTORIES.update({TrackingEvent: _tracking_event_row,
+                          CustomsDeclaration: _declaration_row})
+    API_BODIES.update({CustomsDeclaration: declaration_body})
+
+
+_register_tracking_and_customs()

@@ -110,7 +110,8 @@ def test_demo_products_cover_every_status_with_sku_grids(app, monkeypatch):
     assert Sku.query.count() == 160
     from models.inventory import Stock, Warehouse
 
-    assert Warehouse.query.count() == 2
+    # the two shops' warehouses and the bonded (cross-border) one of the tracking demo
+    assert Warehouse.query.count() == 3
     assert {s.sku_id for s in Stock.query} == {s.id for s in Sku.query}
     from models.member import Member
     from models.order import Trade

@@ -29,6 +29,12 @@ MARKETING_PANELS = SHOP_MARKETING_PANELS | {"members_by_level"}
 REVIEW_PANELS = {"moderation_outcomes", "ratings_by_star"}
 # risk control's panels are platform data: never a merchant's
 RISK_PANELS = {"risk_by_rule", "top_flagged_members"}
+# logistics: each shop's shipments, freight paid against the carriers' cost
+LOGISTICS_PANELS = {"freight_paid_vs_cost"}
+# purchasing: each shop's open purchase orders and its suppliers' ratings
+PURCHASING_PANELS = {"open_po_count", "open_po_value", "supplier_ratings"}
+# WMS: stock value per warehouse (each shop's own goods)
+WMS_PANELS = {"stock_value"}
 
 
 def test_admin_panels_match_sql(browser, shops):
@@ -37,7 +43,8 @@ def test_admin_panels_match_sql(browser, shops):
     figures = panels_on(browser("Admin").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "deliveries", "spu_status", "spu_category",
                             "low_stock", *ORDER_PANELS, *MONEY_PANELS, *MARKETING_PANELS,
-                            *REVIEW_PANELS, *RISK_PANELS}
+                            *REVIEW_PANELS, *RISK_PANELS, *LOGISTICS_PANELS,
+                            *PURCHASING_PANELS, *WMS_PANELS}
     by_status = dict(db.session.execute(text("SELECT status, COUNT(*) FROM shop GROUP BY status")).all())
     assert dict(zip(figures["shops"]["keys"], figures["shops"]["values"])) == {
         label: by_status.get(label, 0) for label in ("applying", "open", "suspended", "closed")}
@@ -48,7 +55,8 @@ def test_merchant_sees_only_its_shop_in_every_panel(browser, api, shops):
     figures = panels_on(browser("merchant_a").get("/").get_data(as_text=True))
     assert set(figures) == {"shops", "audit", "spu_status", "spu_category", "low_stock",
                             *ORDER_PANELS, *SHOP_MONEY_PANELS, *SHOP_MARKETING_PANELS,
-                            *REVIEW_PANELS}
+                            *REVIEW_PANELS, *LOGISTICS_PANELS, *PURCHASING_PANELS,
+                            *WMS_PANELS}
     assert sum(figures["shops"]["values"]) == 1
     own_writes = db.session.execute(text(
         "SELECT COUNT(*) FROM audit_log WHERE shop_id = :shop"), {"shop": shops["A"].id}).scalar()

@@ -66,6 +66,26 @@ def register(appbuilder) -> None:
     for api in (WarehouseApi, StockApi, StockLedgerApi):
         appbuilder.add_api(api)
 
+    from views.wms import (PickListApi, PickListView, ReceiptApi, ReceiptView, StockCountApi,
+                           StockCountView, StockTransferApi, StockTransferView, WmsNoticeApi)
+
+    warehouse_work = dict(category="Warehouse", category_label=_l("Warehouse"),
+                          category_icon="fa-archive")
+    appbuilder.add_view(ReceiptView, "Receipts", label=_l("Receipts"), icon="fa-download",
+                        **warehouse_work)
+    appbuilder.add_view(PickListView, "Pick lists", label=_l("Pick lists"),
+                        icon="fa-hand-paper-o", **warehouse_work)
+    appbuilder.add_view(StockCountView, "Stock counts", label=_l("Stock counts"),
+                        icon="fa-check-square-o", **warehouse_work)
+    appbuilder.add_view(StockTransferView, "Transfers", label=_l("Transfers"),
+                        icon="fa-exchange", **warehouse_work)
+    for api in (ReceiptApi, PickListApi, WmsNoticeApi, StockCountApi, StockTransferApi):
+        appbuilder.add_api(api)
+
+    from views import purchasing
+
+    purchasing.register(appbuilder)
+
     orders = dict(category="Orders", category_label=_l("Orders"), category_icon="fa-file-text")
     appbuilder.add_view(OrderView, "Orders", label=_l("Orders"), icon="fa-file-text", **orders)
     appbuilder.add_view(TradeView, "Trades", label=_l("Trades"), icon="fa-credit-card", **orders)
@@ -79,6 +99,38 @@ def register(appbuilder) -> None:
     appbuilder.add_view(AfterSaleView, "After-sales", label=_l("After-sales"),
                         icon="fa-life-ring", **orders)
     for api in (AfterSaleApi, AfterSaleEventApi):
+        appbuilder.add_api(api)
+
+    from views.logistics import (CarrierApi, CarrierRateApi, CarrierRateView, CarrierRuleApi,
+                                 CarrierRuleView, CarrierView, FreightReportApi,
+                                 FreightRuleApi, FreightRuleView, FreightTemplateApi,
+                                 FreightTemplateView)
+
+    logistics = dict(category="Logistics", category_label=_l("Logistics"),
+                     category_icon="fa-truck")
+    appbuilder.add_view(CarrierView, "Carriers", label=_l("Carriers"), icon="fa-truck",
+                        **logistics)
+    appbuilder.add_view(CarrierRateView, "Carrier rate cards", label=_l("Carrier rate cards"),
+                        icon="fa-table", **logistics)
+    appbuilder.add_view(CarrierRuleView, "Carrier selection rules",
+                        label=_l("Carrier selection rules"), icon="fa-random", **logistics)
+    appbuilder.add_view(FreightTemplateView, "Freight templates", label=_l("Freight templates"),
+                        icon="fa-calculator", **logistics)
+    appbuilder.add_view(FreightRuleView, "Freight template lines",
+                        label=_l("Freight template lines"), icon="fa-list", **logistics)
+    for api in (CarrierApi, CarrierRateApi, CarrierRuleApi, FreightTemplateApi, FreightRuleApi,
+                FreightReportApi):
+        appbuilder.add_api(api)
+
+    from views.customs import CustomsDeclarationApi, CustomsDeclarationView
+    from views.tracking import (CarrierPushApi, SandboxCarrierApi, TrackingEventApi,
+                                TrackingEventView)
+
+    appbuilder.add_view(TrackingEventView, "Tracking events", label=_l("Tracking events"),
+                        icon="fa-map-marker", category="Logistics")
+    appbuilder.add_view(CustomsDeclarationView, "Customs declarations",
+                        label=_l("Customs declarations"), icon="fa-globe", category="Logistics")
+    for api in (TrackingEventApi, CarrierPushApi, SandboxCarrierApi, CustomsDeclarationApi):
         appbuilder.add_api(api)
 
     payments = dict(category="Payments", category_label=_l("Payments"),
