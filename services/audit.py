@@ -31,10 +31,13 @@ AUDITED_FOR_PEOPLE_ONLY = {"event_delivery"}
 IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
                    "updated_at", "created_at"}
 SECRET_COLUMNS = {"password", "secret", "api_key", "token"}
+# What a secret's derived values end in (a supplier key's hash, an identity number's digest).
+SECRET_SUFFIXES = ("_hash", "_digest", "_secret", "_token")
 # Per table: buyers' personal data and redeemable codes. The audit log is read by merchants
 # for their shop's records, who see these masked everywhere else; the entry says what
 # changed, not to what.
-HIDDEN_BY_TABLE = {"order": {"address"}, "trade": {"address"}, "service_code": {"code"}}
+HIDDEN_BY_TABLE = {"order": {"address"}, "trade": {"address"}, "service_code": {"code"},
+                   "customs_declaration": {"buyer_name", "buyer_id_hint"}}
 _REASON_KEY = "houtai_audit_reason"
 _PENDING_KEY = "houtai_audit_pending"
 
@@ -67,7 +70,8 @@ def _is_audited(obj, actor) -> bool:
 
 
 def _shown(key: str, value, table: str | None = None):
-    hidden = key in SECRET_COLUMNS or key in HIDDEN_BY_TABLE.get(table, ())
+    hidden = key in SECRET_COLUMNS or key.endswith(SECRET_SUFFIXES) or \
+        key in HIDDEN_BY_TABLE.get(table, ())
     return HIDDEN if hidden else to_json(value)
 
 

@@ -7,10 +7,12 @@ import nh3
 from sqlalchemy import func, literal, select, update
 
 from app.extensions import db
+from models.logistics import FreightTemplate
 from models.product import (Attribute, AttributeKind, Brand, Category, Fulfilment, GoodsKind,
                             InputType, PriceChange, Sku, Spu, SpuStatus, SpuTransition)
+from models.purchasing import Supplier
 from models.storage import UploadedFile
-from services.actor import current_actor, scope_query
+from services.actor import current_actor, scope_query, visible_row
 from services.errors import (REFERENCE_NOT_FOUND, ConflictError, NotFoundError,
                              ValidationFailed)
 from services.events import publish
@@ -291,6 +293,20 @@ def check_selling_terms(spu: Spu) -> None:
             raise ValidationFailed.field("presale_deposit", "Must be positive.")
     if spu.presale_ships_on is not None and GoodsKind(spu.goods_kind) == GoodsKind.service:
         raise ValidationFailed.field("presale_ships_on", "Services are not sold ahead.")
+    _check_shop_reference(spu, "supplier_id", Supplier)
+    _check_shop_reference(spu, "freight_template_id", FreightTemplate)
+
+
+def _check_shop_reference(spu: Spu, column: str, model) -> None:
+    """The consignor / drop-ship supplier and the freight template of an SPU are its own
+    shop's (a merchant never names another shop's rows)."""
+    value = getattr(spu, column)
+    if value is None:
+        return
+    row = visible_row(model, value)
+    shop_id = _reference(spu, "shop")
+    if row is None or row.shop_id != shop_id:
+        raise ValidationFailed.field(column, "Not a record of this shop.")
 
 
 def _reference(row, relationship: str):

@@ -162,3 +162,19 @@ def test_bulk_action_by_a_person_is_audited(app, browser, shops, monkeypatch):
     entry = entries("EventDelivery", delivery_id)[0]
     assert entry.actor == "operations"
     assert entry.changes["status"][0] == "failed"
+
+
+def test_secret_derived_values_are_recorded_hidden(api, shops):
+    """A supplier's key hash (and any *_hash / *_digest column) reaches the audit log as
+    hidden: merchants read their shop's entries."""
+    from tests.factories import make_supplier
+
+    supplier = make_supplier(shops["A"], status="active", code="AUD")
+    db.session.commit()
+    answer = api("merchant_a").post(f"/api/v1/supplier/{supplier.id}/key", json={})
+    assert answer.status_code == 201, answer.json
+    entry = entries("Supplier", supplier.id)[-1]
+    assert entry.changes["api_key_hash"][1] == audit.HIDDEN
+    assert "v1$" not in str([e.changes for e in AuditLog.query.all()])
+    assert audit._shown("buyer_id_digest", "abc", "customs_declaration") == audit.HIDDEN
+    assert audit._shown("buyer_name", "王小明", "customs_declaration") == audit.HIDDEN

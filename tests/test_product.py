@@ -414,3 +414,32 @@ def test_values_of_a_deleted_attribute_do_not_block_edits(api, parts, shops):
     answer = api("merchant_a").put(f"/api/v1/spu/{spu.id}", json={"title": "still editable"})
     assert answer.status_code == 200, answer.json
     assert str(parts["attributes"]["Material"].id) not in answer.json["result"]["attribute_values"]
+
+
+def test_an_spu_names_only_its_own_shops_supplier_and_freight_template(api, shops):
+    """A consignor or drop-ship supplier and a freight template are set on the SPU, and only
+    the SPU's own shop's: another shop's id answers 422 naming the field and changes nothing."""
+    from tests.factories import make_freight_template, make_supplier, spu_body
+
+    mine = make_supplier(shops["A"], status="active", code="MINE")
+    theirs = make_supplier(shops["B"], status="active", code="THEIRS")
+    my_template = make_freight_template(shops["A"])
+    their_template = make_freight_template(shops["B"])
+    db.session.commit()
+    ids = (mine.id, theirs.id, my_template.id, their_template.id)
+    merchant = api("merchant_a")
+    for field, value in (("supplier_id", ids[1]), ("freight_template_id", ids[3]),
+                         ("supplier_id", 999999)):
+        answer = merchant.post("/api/v1/spu/", json={**spu_body(shops["A"]), field: value})
+        assert answer.status_code == 422, answer.json
+        assert field in answer.json["errors"]
+    answer = merchant.post("/api/v1/spu/", json={
+        **spu_body(shops["A"]), "fulfilment": "dropship", "supplier_id": ids[0],
+        "freight_template_id": ids[2]})
+    assert answer.status_code == 201, answer.json
+    assert (answer.json["result"]["supplier_id"], answer.json["result"]["freight_template_id"]) \
+        == (ids[0], ids[2])
+    spu_id = answer.json["id"]
+    answer = merchant.put(f"/api/v1/spu/{spu_id}", json={"freight_template_id": ids[3]})
+    assert answer.status_code == 422 and "freight_template_id" in answer.json["errors"]
+    assert db.session.get(Spu, spu_id).freight_template_id == ids[2]

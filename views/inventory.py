@@ -2,7 +2,7 @@
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
-from wtforms import IntegerField
+from wtforms import BooleanField, IntegerField
 from wtforms.validators import Optional
 
 from models.inventory import Stock, StockLedger, Warehouse
@@ -15,7 +15,8 @@ from views.schema import StrictInteger, json_body, load_or_422
 WAREHOUSE_LABELS = {"code": _l("Code"), "name": _l("Name"), "region": _l("Region"),
                     "outer_id": _l("Outer id (ERP)"), "enabled": _l("Enabled"),
                     "shop": _l("Shop"), "service_regions": _l("Also serves (province codes)"),
-                    "priority": _l("Dispatch priority")}
+                    "priority": _l("Dispatch priority"),
+                    "cross_border": _l("Bonded (cross-border)")}
 
 
 class WarehouseView(HoutaiModelView):
@@ -23,13 +24,13 @@ class WarehouseView(HoutaiModelView):
     center = "inventory"
     list_title = _l("Warehouses")
     label_columns = WAREHOUSE_LABELS
-    list_columns = ["code", "name", "region", "priority", "shop", "enabled"]
+    list_columns = ["code", "name", "region", "priority", "shop", "cross_border", "enabled"]
     show_columns = ["code", "name", "region", "service_regions", "priority", "outer_id", "shop",
-                    "enabled", "created_at"]
+                    "cross_border", "enabled", "created_at"]
     add_columns = ["shop", "code", "name", "region", "service_regions", "priority", "outer_id",
-                   "enabled"]
+                   "cross_border", "enabled"]
     edit_columns = ["code", "name", "region", "service_regions", "priority", "outer_id",
-                    "enabled"]
+                    "cross_border", "enabled"]
     search_columns = ["code", "name", "region", "shop", "enabled"]
     formatters_columns = {"service_regions": lambda codes: ", ".join(codes or [])}
     add_form_extra_fields = {
@@ -38,6 +39,10 @@ class WarehouseView(HoutaiModelView):
         "priority": IntegerField(_l("Dispatch priority"), default=100, validators=[Optional()],
                                  description=_l("Lower first among warehouses that serve the "
                                                 "buyer equally well")),
+        # unticked means an ordinary warehouse (a required checkbox could never be unticked)
+        "cross_border": BooleanField(_l("Bonded (cross-border)"), default=False,
+                                     description=_l("Its shipments need a cleared customs "
+                                                    "declaration")),
     }
     edit_form_extra_fields = add_form_extra_fields
 
@@ -55,12 +60,12 @@ class WarehouseApi(HoutaiModelApi):
     datamodel = SQLAInterface(Warehouse)
     center = "inventory"
     list_columns = ["id", "shop_id", "code", "name", "region", "service_regions", "priority",
-                    "outer_id", "enabled"]
+                    "outer_id", "cross_border", "enabled"]
     show_columns = list_columns + ["created_at", "updated_at"]
     add_columns = ["shop_id", "code", "name", "region", "service_regions", "priority",
-                   "outer_id", "enabled"]
+                   "outer_id", "cross_border", "enabled"]
     edit_columns = ["code", "name", "region", "service_regions", "priority", "outer_id",
-                    "enabled"]
+                    "cross_border", "enabled"]
     search_columns = ["shop_id", "code", "name", "region", "outer_id", "enabled"]
     order_columns = ["id", "code", "name", "priority"]
 

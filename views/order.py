@@ -375,7 +375,11 @@ class ImportTrackingSchema(Schema):
 
 NOTICE_COLUMNS = ["id", "notice_no", "shop_id", "order_id", "route", "warehouse_id", "status",
                   "hold_reason", "lines", "payable", "carrier", "tracking_no", "created_at",
-                  "shipped_at"]
+                  "shipped_at",
+                  # logistics, WMS and purchasing: who carries it, what it weighs, the freight
+                  # the buyer paid for it and what the carrier charges, where it is
+                  "carrier_id", "weight_kg", "freight", "cost", "province_code", "pick_list_id",
+                  "supplier_id", "tracking_status", "delivered_at"]
 STEP_DOC = """
         ---
         post:
@@ -556,10 +560,14 @@ class ShippingNoticeView(ReadOnlyModelView):
                      "tracking_no": _l("Tracking no."), "created_at": _l("Created at"),
                      "shipped_at": _l("Shipped at"), "lines": _l("Lines"),
                      "warehouse": _l("Warehouse"), "route": _l("Route"),
-                     "hold_reason": _l("Hold reason")}
+                     "hold_reason": _l("Hold reason"), "weight_kg": _l("Weight (kg)"),
+                     "freight": _l("Freight paid"), "cost": _l("Carrier cost"),
+                     "tracking_status": _l("Tracking status"),
+                     "delivered_at": _l("Signed for at")}
     list_columns = ["notice_no", "shop", "warehouse", "route", "status", "payable", "carrier",
-                    "tracking_no", "created_at"]
-    show_columns = list_columns + ["order", "hold_reason", "lines", "shipped_at"]
+                    "tracking_no", "tracking_status", "created_at"]
+    show_columns = list_columns + ["order", "hold_reason", "lines", "weight_kg", "freight",
+                                   "cost", "shipped_at", "delivered_at"]
     search_columns = ["notice_no", "shop", "warehouse", "route", "status"]
     formatters_columns = {"status": lambda status: NOTICE_STATUS_LABELS.get(status, status)}
     base_order = ("id", "desc")

@@ -444,9 +444,12 @@ class BulkSchema(Schema):
 
 SPU_LIST = ["id", "shop_id", "title", "status", "category_id", "brand_id", "outer_id",
             "created_at"]
+# who supplies consigned or drop-shipped goods, and the freight template pricing its shipping
+SUPPLY_COLUMNS = ["supplier_id", "freight_template_id"]
 SPU_SHOW = ["id", "shop_id", "title", "subtitle", "description", "category_id", "brand_id",
             "status", "attribute_values", "image_ids", "outer_id", "reject_reason",
-            "changed_since_review", *SELLING_COLUMNS, "history", "created_at", "updated_at"]
+            "changed_since_review", *SELLING_COLUMNS, *SUPPLY_COLUMNS, "history", "created_at",
+            "updated_at"]
 
 
 class SpuApi(HoutaiModelApi):
@@ -456,10 +459,13 @@ class SpuApi(HoutaiModelApi):
     list_columns = SPU_LIST
     show_columns = SPU_SHOW
     add_columns = ["shop_id", "title", "subtitle", "description", "category_id", "brand_id",
-                   "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS]
+                   "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS,
+                   *SUPPLY_COLUMNS]
     edit_columns = ["title", "subtitle", "description", "category_id", "brand_id",
-                    "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS]
-    search_columns = ["shop_id", "title", "status", "category_id", "brand_id", "outer_id"]
+                    "attribute_values", "image_ids", "outer_id", *SELLING_COLUMNS,
+                    *SUPPLY_COLUMNS]
+    search_columns = ["shop_id", "title", "status", "category_id", "brand_id", "outer_id",
+                      "supplier_id", "freight_template_id"]
     search_filters = {"category_id": [FilterInCategoryTree]}
     order_columns = ["id", "title", "status", "created_at"]
     base_order = ("id", "desc")
