@@ -193,3 +193,21 @@ class CustomsDeclaration(ShopOwnedMixin, db.Model):
 
     def __repr__(self) -> str:
         return self.declaration_no
+
+
+class SandboxShipment(db.Model):
+    """The sandbox carrier's book: what a real carrier keeps on its side — the shipments it
+    was told about and the scans it made of each (pushed to us, or answered when polled)."""
+
+    __tablename__ = "sandbox_shipment"
+
+    id = Column(Integer, primary_key=True)
+    tracking_no = Column(String(64), nullable=False, unique=True)
+    carrier_code = Column(String(32), nullable=False)
+    # [{"id", "status", "description", "location", "occurred_at"}], oldest first
+    scans = Column(JSON, nullable=False, default=list)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    def __repr__(self) -> str:
+        return self.tracking_no

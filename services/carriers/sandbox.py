@@ -10,31 +10,34 @@ offline, end to end, exactly as with a real one.
   per push) and `X-Signature`: hex HMAC-SHA256 under SANDBOX_CARRIER_SECRET of
   `timestamp + "\\n" + nonce + "\\n" + body`.
 * `poll` answers a shipment's history from the book (the tick's catch-up when a push was lost).
+* Concurrent registrations of a shipment are absorbed (INSERT ... ON CONFLICT DO NOTHING); a
+  scan is appended under the shipment's row lock, so concurrent advances keep every scan and
+  number them distinctly.
 
-The book is the carrier's, not ours: it is kept in Redis (REDIS_URL) where every process
-sees it, or in the process in the embedded mode (one process, like its jobs). Without
-SANDBOX_CARRIER_SECRET (production, unless set) the sandbox carrier is off.
+The book is the carrier's, not ours: it is kept in the table sandbox_shipment
+(models.logistics.SandboxShipment), where every process (web, workers, tick) sees it, as the
+sandbox gateway keeps its transactions. Without SANDBOX_CARRIER_SECRET (production, unless set)
+the sandbox carrier is off.
 Pushes go through the transport of `services.carriers.callback_transport`.
 """
 import hashlib
 import hmac
 import json
+import re
 import secrets
-import threading
 from datetime import datetime, timezone
 
 from flask import current_app
+from sqlalchemy import delete, select
 
 from app.extensions import db
-from models.logistics import TRACKING_STATUSES
+from models.logistics import TRACKING_STATUSES, SandboxShipment
 from services import carriers
 from services.clock import now
 from services.errors import BadRequestError, ConflictError, NotFoundError, ValidationFailed
 
 NAME = "sandbox"
 TRANSPORT_KEY = "houtai_carrier_transport"
-BOOK_KEY = "houtai_sandbox_carrier_book"
-REDIS_PREFIX = "houtai:sandbox-carrier"
 
 
 def secret() -> bytes:
@@ -54,78 +57,59 @@ def sign(timestamp: str, nonce: str, body: bytes) -> str:
 
 # -- the book ----------------------------------------------------------------------------------
 
-class MemoryBook:
-    """The book in this process (embedded mode: one process)."""
-
-    def __init__(self):
-        self.shipments: dict[str, dict] = {}
-        self.lock = threading.Lock()
+class Book:
+    """The book in the database (table sandbox_shipment): web, workers and the tick see the same
+    shipments. Its writes belong to the caller's transaction; `advance` commits them before
+    pushing."""
 
     def register(self, carrier_code: str, tracking_no: str) -> None:
-        with self.lock:
-            self.shipments.setdefault(tracking_no, {"carrier": carrier_code, "scans": []})
+        """Put a shipment in the book once; registering it again (even concurrently) keeps the
+        first registration."""
+        if db.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        moment = now()
+        db.session.execute(insert(SandboxShipment).values(
+            tracking_no=tracking_no, carrier_code=carrier_code, scans=[], created_at=moment,
+            updated_at=moment).on_conflict_do_nothing(index_elements=["tracking_no"]))
 
     def carrier_of(self, tracking_no: str) -> str | None:
-        found = self.shipments.get(tracking_no)
-        return found["carrier"] if found else None
+        return db.session.scalar(select(SandboxShipment.carrier_code)
+                                 .where(SandboxShipment.tracking_no == tracking_no))
 
     def add_scan(self, tracking_no: str, scan: dict) -> list[dict]:
-        with self.lock:
-            scans = self.shipments[tracking_no]["scans"]
-            scans.append({**scan, "id": f"{tracking_no}-{len(scans) + 1:03d}"})
-            return [dict(s) for s in scans]
+        """Append a scan (its id `<tracking_no>-NNN`) under the shipment's row lock, held until
+        the caller commits: concurrent scans of one shipment are all kept, ids distinct.
+        Answers the shipment's history, oldest first."""
+        shipment = _locked(tracking_no)
+        if shipment is None:
+            raise NotFoundError("The sandbox carrier has no such shipment",
+                                {"tracking_no": ["Not shipped with a sandbox carrier."]})
+        scans = [dict(s) for s in shipment.scans or []]
+        scans.append({**scan, "id": f"{tracking_no}-{len(scans) + 1:03d}"})
+        shipment.scans, shipment.updated_at = scans, now()
+        db.session.flush()
+        return [dict(s) for s in scans]
 
     def scans(self, tracking_no: str) -> list[dict]:
-        found = self.shipments.get(tracking_no)
-        return [dict(s) for s in found["scans"]] if found else []
+        found = db.session.scalar(select(SandboxShipment.scans)
+                                  .where(SandboxShipment.tracking_no == tracking_no))
+        return [dict(s) for s in found or []]
 
     def clear(self) -> None:
-        with self.lock:
-            self.shipments.clear()
+        db.session.execute(delete(SandboxShipment))
 
 
-class RedisBook:
-    """The book in Redis: every process (web, workers, tick) sees the same shipments."""
-
-    def __init__(self, connection):
-        self.redis = connection
-
-    def _key(self, tracking_no: str, part: str) -> str:
-        return f"{REDIS_PREFIX}:{tracking_no}:{part}"
-
-    def register(self, carrier_code: str, tracking_no: str) -> None:
-        self.redis.setnx(self._key(tracking_no, "carrier"), carrier_code)
-
-    def carrier_of(self, tracking_no: str) -> str | None:
-        value = self.redis.get(self._key(tracking_no, "carrier"))
-        return value.decode() if value is not None else None
-
-    def add_scan(self, tracking_no: str, scan: dict) -> list[dict]:
-        n = self.redis.incr(self._key(tracking_no, "count"))
-        self.redis.rpush(self._key(tracking_no, "scans"),
-                         json.dumps({**scan, "id": f"{tracking_no}-{n:03d}"}))
-        return self.scans(tracking_no)
-
-    def scans(self, tracking_no: str) -> list[dict]:
-        return [json.loads(raw) for raw in self.redis.lrange(self._key(tracking_no, "scans"),
-                                                              0, -1)]
-
-    def clear(self) -> None:
-        keys = list(self.redis.scan_iter(f"{REDIS_PREFIX}:*"))
-        if keys:
-            self.redis.delete(*keys)
+def _locked(tracking_no: str) -> SandboxShipment | None:
+    """The shipment's row, locked (SELECT ... FOR UPDATE) and read afresh."""
+    return db.session.scalars(
+        select(SandboxShipment).where(SandboxShipment.tracking_no == tracking_no)
+        .with_for_update().execution_options(populate_existing=True)).one_or_none()
 
 
-def book():
-    """Redis when REDIS_URL is set, else this process's book."""
-    if current_app.config.get("REDIS_URL"):
-        from app.queue import redis_connection
-
-        return RedisBook(redis_connection())
-    kept = current_app.extensions.get(BOOK_KEY)
-    if kept is None:
-        kept = current_app.extensions[BOOK_KEY] = MemoryBook()
-    return kept
+def book() -> Book:
+    return Book()
 
 
 # -- the staff's side: advancing a shipment ----------------------------------------------------
@@ -160,13 +144,15 @@ def advance(tracking_no, status, description=None, location=None) -> tuple[dict,
 
 
 def push(carrier_code: str, tracking_no: str, history: list[dict]) -> int:
-    """Post one signed push; the HTTP status of the answer (0: not reached)."""
+    """Post one signed push; the HTTP status of the answer (0: not reached). What the book
+    holds is committed first: the webhook may run in a nested request with its own session,
+    and the shipment's row lock is released before it is handled."""
     body = json.dumps({"tracking_no": tracking_no, "scans": history},
                       separators=(",", ":"), ensure_ascii=False).encode()
     timestamp, nonce = str(int(now().timestamp())), secrets.token_hex(16)
     headers = {"Content-Type": "application/json", "X-Timestamp": timestamp,
                "X-Nonce": nonce, "X-Signature": sign(timestamp, nonce, body)}
-    db.session.commit()  # nothing of ours is locked while the push is handled
+    db.session.commit()  # the scan kept, nothing locked while the push is handled
     status, _answer = carriers.callback_transport(TRANSPORT_KEY).post(
         carriers.public_url(carriers.push_path(carrier_code)), body, headers)
     return status
@@ -175,6 +161,7 @@ def push(carrier_code: str, tracking_no: str, history: list[dict]) -> int:
 def forget_book() -> None:
     """Empty the book (tests start from nothing)."""
     book().clear()
+    db.session.commit()
 
 
 # -- the adapter -------------------------------------------------------------------------------
@@ -211,6 +198,10 @@ def _scans(tracking_no: str, raw_scans) -> list[carriers.Scan]:
     return [_scan(tracking_no, raw, n) for n, raw in enumerate(raw_scans)]
 
 
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+
+
 class SandboxCarrier:
     name = NAME
 
@@ -218,9 +209,12 @@ class SandboxCarrier:
         timestamp = headers.get("X-Timestamp") or ""
         nonce = headers.get("X-Nonce") or ""
         signature = headers.get("X-Signature") or ""
-        if not timestamp.isdigit() or len(timestamp) > 12 or not nonce or len(nonce) > 64 \
-                or not signature or \
-                not hmac.compare_digest(signature.lower(), sign(timestamp, nonce, body)):
+        # formats first: a header a client made up (non-ASCII digits, any text) is a bad
+        # signature, never an error of ours
+        if not TIMESTAMP.fullmatch(timestamp) or not nonce or len(nonce) > 64 or \
+                not SIGNATURE.fullmatch(signature) or \
+                not hmac.compare_digest(signature.lower().encode(),
+                                        sign(timestamp, nonce, body).encode()):
             raise carriers.BadSignature("Bad or missing signature", {
                 "X-Signature": ["Does not match X-Timestamp, X-Nonce and the body."]})
         try:
