@@ -135,8 +135,9 @@ class StockCount(db.Model):
 
 
 class StockCountLine(db.Model):
-    """One stock row on a count sheet: what the books said when counting began, what was
-    counted, and the adjustment approval posted (counted − expected)."""
+    """One stock row on a count sheet: what the books said when the line was counted (when
+    the sheet was made, until then), what was counted, and the adjustment approval posted
+    (counted − expected)."""
 
     __tablename__ = "stock_count_line"
     shop_column = "shop_id"

@@ -13,7 +13,8 @@ revised (back to draft) and submitted again; a draft or held one may be cancelle
 cancelled one is declared afresh by creating it again (the same row, a draft again). A
 notice from a cross-border warehouse ships only once its declaration is cleared
 (`ensure_cleared`, called by the order service when shipping: 409 naming `customs`).
-Lock order: a declaration row alone (its notice is not locked).
+Lock order: declaring locks the notice (its trade) first, then its declaration; the other
+steps lock a declaration row alone.
 """
 import hashlib
 import hmac
@@ -24,6 +25,7 @@ from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from models.inventory import Warehouse
@@ -31,7 +33,7 @@ from models.logistics import CustomsDeclaration
 from models.order import NoticeStatus, Order, ShippingNotice
 from models.product import Sku
 from services import customs_adapters
-from services.actor import ALL_SHOPS, Actor, acting_as, shop_scope, visible_row
+from services.actor import ALL_SHOPS, Actor, acting_as, is_row_id, shop_scope, visible_row
 from services.clock import business_date, now
 from services.errors import ConflictError, HoutaiError, NotFoundError, ValidationFailed
 from services.events import publish
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
-HS_CODE = re.compile(r"\d{10}")
+HS_CODE = re.compile(r"[0-9]{10}")
 ORIGIN = re.compile(r"[A-Z]{2,3}")
 REVISABLE = ("draft", "held")
 CANCELLABLE = ("draft", "held")
@@ -56,7 +58,7 @@ def valid_resident_id(value: str) -> bool:
     """An 18-digit PRC resident identity number (GB 11643-1999): 17 digits, a check character
     (0-9 or X) matching the weighted sum mod 11, and a birth date (digits 7-14) that exists
     and is not in the future."""
-    if not re.fullmatch(r"\d{17}[\dX]", value):
+    if not re.fullmatch(r"[0-9]{17}[0-9X]", value):
         return False
     try:
         born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
@@ -219,23 +221,41 @@ def _fill(declaration: CustomsDeclaration, name: str, id_number: str, items: lis
 def declare(body: dict) -> CustomsDeclaration:
     """A draft declaration of a shipping notice from a cross-border warehouse (a cancelled one
     of the same notice becomes a draft again)."""
-    notice, name, id_number, items = _checked(body.get("notice_id"), body.get("shop_id"), body)
+    from services.order import notice_for_update
+
+    notice_id = body.get("notice_id")
+    if is_row_id(notice_id):
+        try:
+            notice_for_update(notice_id)      # two declarations of one notice: one at a time
+        except NotFoundError:
+            pass                              # answered 422 by the checks below
+    notice, name, id_number, items = _checked(notice_id, body.get("shop_id"), body)
     declaration = db.session.execute(select(CustomsDeclaration).where(
         CustomsDeclaration.notice_id == notice.id).with_for_update()).scalar_one_or_none()
     if declaration is not None and declaration.status != "cancelled":
-        raise ConflictError("The shipment is declared already",
-                            {"notice_id": [f"{declaration.declaration_no} "
-                                           f"({declaration.status})"]})
+        raise _declared_already(declaration.declaration_no, declaration.status)
     if declaration is None:
         declaration = CustomsDeclaration(declaration_no=number("CD"), notice_id=notice.id,
                                          order_id=notice.order_id, shop_id=notice.shop_id,
                                          currency="CNY", created_at=now())
-        db.session.add(declaration)
-    _fill(declaration, name, id_number, items)
-    db.session.flush()
+        _fill(declaration, name, id_number, items)
+        try:
+            with db.session.begin_nested():
+                db.session.add(declaration)
+                db.session.flush()
+        except IntegrityError:
+            raise _declared_already("another declaration", "made meanwhile") from None
+    else:
+        _fill(declaration, name, id_number, items)
+        db.session.flush()
     publish("customs_declaration.drafted", {"declaration_id": declaration.id,
                                             "notice_id": notice.id}, shop_id=notice.shop_id)
     return declaration
+
+
+def _declared_already(declaration_no: str, status: str) -> ConflictError:
+    return ConflictError("The shipment is declared already",
+                         {"notice_id": [f"{declaration_no} ({status})"]})
 
 
 def revise(declaration_id, body: dict) -> CustomsDeclaration:

@@ -326,9 +326,23 @@ def receive(sku_id: int, warehouse_id: int, quantity: int, reference: str,
     return stock
 
 
+def on_hand_locked(stock_ids) -> dict[int, int]:
+    """What the books say is on hand on each stock row ({stock_id: on_hand}), the rows locked
+    (`SELECT … FOR UPDATE`, in id order) until the transaction ends: a stocktake line takes
+    its expected figure from here when it is counted."""
+    ids = sorted(set(stock_ids))
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(STOCK.c.id, STOCK.c.on_hand)
+                                   .where(STOCK.c.id.in_(ids)).order_by(STOCK.c.id)
+                                   .with_for_update()).all())
+
+
 def count_adjust(stock_id: int, delta: int, reference: str) -> Stock:
-    """A stocktake variance (counted − expected) applied to what is on hand now (ledger
-    `stocktake`); 409 when it would take on hand below zero or below what is reserved."""
+    """A stocktake variance (counted − what the books said when that line was counted)
+    applied to what is on hand now (ledger `stocktake`): movements since the count are on
+    the shelf and in the books alike, so they stand. 409 when it would take on hand below
+    zero or below what is reserved."""
     stock = db.session.get(Stock, stock_id)
     if _change(stock, on_hand=delta, reserved=0, condition=Stock.on_hand + delta >= Stock.reserved,
                reason="stocktake", reference=reference) is None:

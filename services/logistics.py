@@ -38,6 +38,7 @@ Freight is not refundable through after-sales: refunds are of goods lines (at mo
 line was paid), so they never exceed what the buyer paid, and an order whose goods are fully
 refunded closes with the shop keeping the freight for the parcel it sent (or was to send).
 """
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from services.errors import ConflictError, NotFoundError, ValidationFailed
 from services.events import subscribe
 from services.money import CENT, allocate
 
+log = logging.getLogger(__name__)
+
 ZERO = Decimal("0.00")
 PROVINCE = re.compile(r"^[1-8]\d0000$")
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -69,6 +72,9 @@ MAX_FEE = Decimal("100000")
 MAX_REGIONS = 40
 MAX_QUOTE_LINES = 100
 MAX_REPORT_DAYS = 366
+UNIT = Decimal("0.001")
+FIRST_REPORT_DAY = date(2000, 1, 1)
+LAST_REPORT_DAY = date(9998, 12, 31)
 
 
 # -- checks shared by every input ------------------------------------------------------------
@@ -104,9 +110,12 @@ def checked_weight(weight, field: str = "weight_kg") -> Decimal:
 
 
 def _positive(value, field: str, errors: dict, whole: bool = False) -> None:
+    """From 0.001 to MAX_KG with at most three decimals (what a Numeric(10, 3) column keeps:
+    a finer value would be stored rounded, possibly to 0)."""
     if value is None or not isinstance(value, (Decimal, int)) or isinstance(value, bool) or \
-            not Decimal(value).is_finite() or Decimal(value) <= 0 or Decimal(value) > MAX_KG:
-        errors[field] = [f"More than 0, at most {MAX_KG}."]
+            not Decimal(value).is_finite() or Decimal(value) < UNIT or \
+            Decimal(value) > MAX_KG or Decimal(value) != Decimal(value).quantize(UNIT):
+        errors[field] = [f"From 0.001 to {MAX_KG}, at most three decimals."]
     elif whole and Decimal(value) != Decimal(value).to_integral_value():
         errors[field] = ["A whole number of pieces."]
 
@@ -121,10 +130,14 @@ def _fee(value, field: str, errors: dict, required: bool = True) -> None:
         errors[field] = [f"An amount from 0.00 to {MAX_FEE}."]
 
 
-def _steps(units: Decimal, first: Decimal, step: Decimal) -> int:
-    """Further steps beyond the first units, each started step counted whole."""
+def _steps(units: Decimal, first: Decimal, step: Decimal, field: str = "step") -> int:
+    """Further steps beyond the first units, each started step counted whole; a line whose
+    step is not a positive amount (stored before it was checked) cannot price: 422 naming
+    `field`."""
     if units <= first:
         return 0
+    if step is None or not step.is_finite() or step <= 0:
+        raise ValidationFailed.field(field, "A line with a step of 0 cannot price this.")
     return int(((units - first) / step).to_integral_value(rounding=ROUND_CEILING))
 
 
@@ -216,7 +229,7 @@ def carrier_cost(carrier: Carrier, province, weight_kg) -> Decimal:
     if rate is None:
         raise ValidationFailed.field("province_code", f"{carrier.code} does not serve it.")
     fee = rate.first_fee + _steps(weight, Decimal(rate.first_kg),
-                                  Decimal(rate.step_kg)) * rate.step_fee
+                                  Decimal(rate.step_kg), "step_kg") * rate.step_fee
     if province in remote_regions():
         fee += rate.remote_surcharge or ZERO
     return fee.quantize(CENT)
@@ -229,10 +242,13 @@ def _serves(carrier: Carrier, province: str, cod: bool) -> bool:
 
 def cheapest_carrier(province: str, weight: Decimal, cod: bool = False) -> Carrier | None:
     """The enabled carrier charging least for the parcel (ties: the lowest id)."""
-    offers = [(carrier_cost(c, province, weight), c.id, c)
-              for c in db.session.scalars(select(Carrier).where(Carrier.enabled.is_(True))
-                                          .order_by(Carrier.id))
-              if _serves(c, province, cod)]
+    offers = []
+    for c in db.session.scalars(select(Carrier).where(Carrier.enabled.is_(True))
+                                .order_by(Carrier.id)):
+        if _serves(c, province, cod):
+            cost = _estimate(c, province, weight)      # a card that cannot price: skipped
+            if cost is not None:
+                offers.append((cost, c.id, c))
     return min(offers, key=lambda o: o[:2])[2] if offers else None
 
 
@@ -321,12 +337,39 @@ def freight_share(order: Order, notice: ShippingNotice) -> Decimal:
 
 
 def _estimate(carrier: Carrier | None, province, weight) -> Decimal | None:
+    """What the carrier charges, or None when the parcel cannot be priced (no carrier,
+    province or weight, a province it does not serve, a weight out of range, a card that
+    cannot price it: logged)."""
     if carrier is None or province is None or weight is None:
         return None
     try:
         return carrier_cost(carrier, province, weight)
-    except ValidationFailed:
+    except (ValidationFailed, ArithmeticError) as refusal:
+        log.info("carrier %s cannot price %s kg to %s: %s", carrier.code, weight, province,
+                 getattr(refusal, "errors", refusal))
         return None
+
+
+def _weight_estimate(notice: ShippingNotice) -> Decimal | None:
+    """The notice's estimated weight, or None (logged) when it is beyond what a parcel may
+    weigh (MAX_KG): such a notice is left unweighed and uncosted rather than failing."""
+    weight = estimated_weight(notice.lines or [])
+    if weight > MAX_KG:
+        log.warning("notice %s: estimated weight %s kg is over %s kg; left unweighed",
+                    notice.notice_no, weight, MAX_KG)
+        return None
+    return weight
+
+
+def _choose(notice: ShippingNotice) -> Carrier | None:
+    try:
+        carrier, _ = choose_carrier(notice.warehouse_id, notice.province_code,
+                                    notice.weight_kg, cod=False)
+    except (ValidationFailed, ArithmeticError) as refusal:
+        log.warning("notice %s: no carrier chosen: %s", notice.notice_no,
+                    getattr(refusal, "errors", refusal))
+        return None
+    return carrier
 
 
 def stamp_notice(notice_id: int) -> ShippingNotice | None:
@@ -344,13 +387,13 @@ def stamp_notice(notice_id: int) -> ShippingNotice | None:
     if notice.province_code is None and isinstance(province, str) and PROVINCE.match(province):
         notice.province_code = province
     if notice.weight_kg is None:
-        notice.weight_kg = estimated_weight(notice.lines or [])
+        notice.weight_kg = _weight_estimate(notice)
     notice.freight = freight_share(order, notice)
     if NoticeStatus(notice.status) == NoticeStatus.shipped:
         return notice        # the real cost is the shipped step's
-    if notice.carrier_id is None and notice.province_code is not None:
-        carrier, _ = choose_carrier(notice.warehouse_id, notice.province_code,
-                                    notice.weight_kg, cod=False)
+    if notice.carrier_id is None and notice.province_code is not None and \
+            notice.weight_kg is not None:
+        carrier = _choose(notice)
         notice.carrier_id = carrier.id if carrier is not None else None
     carrier = db.session.get(Carrier, notice.carrier_id) if notice.carrier_id else None
     notice.cost = _estimate(carrier, notice.province_code, notice.weight_kg)
@@ -391,7 +434,7 @@ def cost_shipped(notice_id: int) -> ShippingNotice | None:
         if isinstance(province, str) and PROVINCE.match(province):
             notice.province_code = province
     if notice.weight_kg is None:
-        notice.weight_kg = estimated_weight(notice.lines or [])
+        notice.weight_kg = _weight_estimate(notice)
     notice.freight = freight_share(order, notice)
     carrier = shipping_carrier(notice)
     if carrier is not None:
@@ -561,7 +604,12 @@ def charge(template: Template, lines: list[FreightLine], province: str | None,
     if free:
         return Charge(template, pieces, weight, amount, ZERO, True)
     units = Decimal(pieces) if template.basis == "piece" else weight
-    fee = rule.first_fee + _steps(units, rule.first_units, rule.step_units) * rule.step_fee
+    try:
+        steps = _steps(units, rule.first_units, rule.step_units)
+    except ValidationFailed:
+        log.warning("freight template %s has a line with a step of 0", template.id)
+        raise ValidationFailed.field(field, f"{template.name}: cannot be priced.") from None
+    fee = rule.first_fee + steps * rule.step_fee
     if province is not None and province in template.remote_regions:
         fee += template.remote_surcharge
     return Charge(template, pieces, weight, amount, fee.quantize(CENT), False)
@@ -746,7 +794,11 @@ def _day(value, field: str, default: date) -> date:
         return default
     try:
         if isinstance(value, str):
-            return date.fromisoformat(value.strip())
+            day = date.fromisoformat(value.strip())
+            if FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
+                return day
+            raise ValidationFailed.field(
+                field, f"From {FIRST_REPORT_DAY.isoformat()} to {LAST_REPORT_DAY.isoformat()}.")
     except ValueError:
         pass
     raise ValidationFailed.field(field, "A date such as 2026-11-26.")

@@ -82,8 +82,8 @@ from models.purchasing import (DOCUMENT_KINDS, PurchaseOrder, PurchaseOrderLine,
 from models.storage import UploadedFile
 from services.actor import Actor, acting_as, current_actor, is_row_id, scope_query, visible_row
 from services.clock import business_date, business_day_bounds, now
-from services.errors import (REFERENCE_NOT_FOUND, ConflictError, HoutaiError, NotFoundError,
-                             ValidationFailed)
+from services.errors import (REFERENCE_NOT_FOUND, ConflictError, ForbiddenError, HoutaiError,
+                             NotFoundError, ValidationFailed)
 from services.events import publish, subscribe
 from services.numbering import number
 from services.scheduler import scheduled
@@ -425,13 +425,19 @@ class BadSignature(HoutaiError):
     status = 401
 
 
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def signed_supplier(code, timestamp, signature, body: bytes) -> Supplier:
-    """The supplier whose key signed the request, within the time window; 401 otherwise."""
+    """The supplier whose key signed the request, within the time window; 401 otherwise
+    (headers checked for shape first: ASCII digits, 64 hex digits). A supplier that is not
+    active (suspended) is refused with 403 even when its signature is good."""
     refused = BadSignature("Bad or missing signature", {"signature": [
         "Sign <X-Timestamp>.<body> with the supplier key (hex HMAC-SHA256)."]})
-    if not all(isinstance(v, str) and v for v in (code, timestamp, signature)) or \
-            len(code) > 32 or len(signature) > 128 or not timestamp.isdigit() or \
-            len(timestamp) > 12:
+    if not all(isinstance(v, str) for v in (code, timestamp, signature)) or \
+            not CODE.fullmatch(code) or not TIMESTAMP.fullmatch(timestamp) or \
+            not SIGNATURE.fullmatch(signature):
         raise refused
     window = current_app.config.get("SUPPLIER_SIGNATURE_WINDOW_SECONDS", 300)
     if abs(now().timestamp() - int(timestamp)) > window:
@@ -440,7 +446,11 @@ def signed_supplier(code, timestamp, signature, body: bytes) -> Supplier:
     for supplier in db.session.scalars(select(Supplier).where(
             Supplier.code == code, Supplier.api_key_hash.is_not(None)).order_by(Supplier.id)):
         key = supplier_key(supplier)
-        if key and hmac.compare_digest(sign(key, timestamp, body), signature.lower()):
+        if key and hmac.compare_digest(sign(key, timestamp, body).encode("ascii"),
+                                       signature.lower().encode("ascii")):
+            if supplier.status != ACTIVE:
+                raise ForbiddenError("The supplier is not active",
+                                     {"supplier": [f"The supplier is {supplier.status}."]})
             return supplier
     raise refused
 
@@ -533,6 +543,25 @@ def _release_rules(po: PurchaseOrder) -> None:
                        .values(open_po_id=None).execution_options(synchronize_session=False))
 
 
+def _arrived_under_lock(po: PurchaseOrder, step: str) -> None:
+    """Under the order's row lock (which confirming a receipt of it takes too): what WMS
+    confirmed so far, not the line figures the `receipt.confirmed` handler keeps, which may
+    not have caught up yet. An order with a confirmed receipt is not cancelled; a closed
+    order's lines carry what arrived."""
+    from models.wms import Receipt
+    from services import wms
+
+    counts = wms.received_for_purchase_order(po.id)
+    if step == "cancel" and (any(received or rejected for received, rejected in counts.values())
+                             or db.session.scalar(select(Receipt.id).where(
+                                 Receipt.purchase_order_id == po.id,
+                                 Receipt.status == "confirmed").limit(1)) is not None):
+        raise ConflictError("Goods have arrived: close the order instead",
+                            {"status": [po.status]})
+    for line in po.lines:
+        line.received, line.rejected = counts.get(line.id, (0, 0))
+
+
 def move_purchase_order(po_id, step: str, reason=None) -> PurchaseOrder:
     """approve, send, close (the rest short-closed) or cancel (nothing arrived) an order."""
     if step in ("close", "cancel"):
@@ -547,10 +576,8 @@ def move_purchase_order(po_id, step: str, reason=None) -> PurchaseOrder:
         po.approved_by, po.approved_at = current_actor().name, now()
     elif step == "send":
         po.sent_at = now()
-    elif step == "cancel" and any(l.received or l.rejected for l in po.lines):
-        raise ConflictError("Goods have arrived: close the order instead",
-                            {"status": [po.status]})
     if step in ("close", "cancel"):
+        _arrived_under_lock(po, step)
         po.closed_at = now()
         if reason:
             po.note = reason
@@ -975,11 +1002,15 @@ def _order_completed(payload: dict) -> None:
 
 # -- supplier statements -----------------------------------------------------------------------
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(9998, 12, 31)
+
+
 def _period(period_start, period_end) -> tuple[datetime, datetime]:
-    if not isinstance(period_start, date):
-        raise ValidationFailed.field("period_start", "A date (YYYY-MM-DD).")
-    if not isinstance(period_end, date) or period_end < period_start or \
-            period_end > business_date():
+    if not isinstance(period_start, date) or not FIRST_DAY <= period_start <= LAST_DAY:
+        raise ValidationFailed.field("period_start", "A date (YYYY-MM-DD) from "
+                                                     f"{FIRST_DAY.isoformat()}.")
+    if not isinstance(period_end, date) or not FIRST_DAY <= period_end <= LAST_DAY or \
+            period_end < period_start or period_end > business_date():
         raise ValidationFailed.field("period_end", "From period_start up to today.")
     return business_day_bounds(period_start)[0], business_day_bounds(period_end)[1]
 

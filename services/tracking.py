@@ -247,8 +247,11 @@ def _exception_ticket(payload: dict) -> None:
     from services import ticket
 
     event = db.session.get(TrackingEvent, payload["event_id"])
-    notice = db.session.get(ShippingNotice, payload["notice_id"])
-    if event is None or notice is None:
+    if event is None:
+        return
+    try:
+        notice = order.notice_for_update(payload["notice_id"])   # one check-then-open at a time
+    except NotFoundError:
         return
     prefix = _subject_prefix(notice)
     handled = db.session.scalar(select(Ticket.id).where(

@@ -495,7 +495,8 @@ def zone_of(location: str | None) -> str | None:
 
 def create_count(warehouse_id, zone=None, blind=True, note=None) -> StockCount:
     """A count sheet of a warehouse (or of one zone: the bins whose location starts with it),
-    each line what the books say now; a blind count hides that until it is submitted."""
+    each line what the books say now; a blind count hides that until it is submitted. The
+    figure is only a guide until the line is counted: `record_counts` takes it again then."""
     warehouse = usable_warehouse(warehouse_id)
     if zone is not None and (not isinstance(zone, str) or not ZONE.match(zone.strip())
                              or len(zone.strip()) > 32):
@@ -520,15 +521,26 @@ def create_count(warehouse_id, zone=None, blind=True, note=None) -> StockCount:
 
 
 def record_counts(count_id, lines) -> StockCount:
-    """What was counted on each named line, while counting."""
+    """What was counted on each named line, while counting. Each line recorded also takes
+    what the books say at that moment as its `expected` (the stock row read under a row lock,
+    so a movement being posted is either wholly before the count or wholly after it): goods
+    received, shipped, adjusted or transferred between creating the sheet and counting a line
+    are on the shelf and in the books alike, and so are those moved between counting and
+    approval, so the variance approval posts (counted − expected) is only what the count found.
+    A line counted again is measured against the books of its latest count. A blind count
+    still shows none of this until it is submitted."""
     count = _locked(StockCount, count_id)
     _must_be(count, "counting")
     by_id = {line.id: line for line in count.lines}
+    recorded = {}
     for n, body in enumerate(_line_list(lines)):
         line = by_id.get(body.get("line_id")) if is_row_id(body.get("line_id")) else None
         if line is None:
             raise ValidationFailed.field(f"lines.{n}.line_id", "Not a line of this count.")
-        line.counted = _quantity(body.get("counted"), f"lines.{n}.counted", 0)
+        recorded[line.id] = (line, _quantity(body.get("counted"), f"lines.{n}.counted", 0))
+    books = inventory.on_hand_locked([line.stock_id for line, _ in recorded.values()])
+    for line, quantity in recorded.values():
+        line.expected, line.counted = books[line.stock_id], quantity
     db.session.flush()
     return count
 
@@ -545,9 +557,10 @@ def submit_count(count_id) -> StockCount:
 
 
 def approve_count(count_id) -> StockCount:
-    """A person approves a submitted count: each variance (counted − expected) is posted to
-    the ledger (`stocktake`) against what is on hand now; 409 (nothing posted) when one
-    would leave less on hand than is reserved."""
+    """A person approves a submitted count: each variance (counted − what the books said
+    when the line was counted) is posted to the ledger (`stocktake`) on top of what is on
+    hand now, which already holds every movement since the count; 409 (nothing posted) when
+    one would leave less on hand than is reserved."""
     count = _locked(StockCount, count_id)
     set_reason(db.session, f"Stocktake {count.count_no} approved")
     _step(count, ("submitted",), "approved", decided_at=now(),

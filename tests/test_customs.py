@@ -230,3 +230,121 @@ def test_a_real_rq_worker_sends_the_decision_once(app, api, shops, monkeypatch):
     run_burst_worker(app)
     assert reload(CustomsDeclaration, made.id).status == "cleared"
     assert OutboxEvent.query.filter_by(name="customs_declaration.cleared").count() == 1
+
+
+# -- non-ASCII input, and two declarations of one shipment at once --------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def test_digits_must_be_ascii_digits(app, api, shops):
+    foreign = BUYER_ID_NUMBER[:17].translate(ARABIC_INDIC) + BUYER_ID_NUMBER[17]
+    assert not customs.valid_resident_id(foreign)
+    notice = cross_border_notice(shops["A"])
+    body = declaration_body(shops["A"], notice)
+    answer = declare(api, {**body, "buyer_id_number": foreign})
+    assert answer.status_code == 422 and "buyer_id_number" in answer.json["errors"]
+    items = [{**body["items"][0], "hs_code": "6109100010".translate(ARABIC_INDIC)}]
+    answer = declare(api, {**body, "items": items})
+    assert answer.status_code == 422 and "items.0.hs_code" in answer.json["errors"]
+    assert CustomsDeclaration.query.count() == 0
+
+
+def test_a_non_ascii_signature_is_refused_with_401(app, api, shops):
+    app.extensions[customs_sandbox.TRANSPORT_KEY] = Unreachable()
+    made = make_declaration(shops["A"])
+    step(api, made.id, "submit")
+    waiting = reload(CustomsDeclaration, made.id)
+    body = json.dumps({"customs_no": waiting.customs_no, "status": "HELD"}).encode()
+    client = app.test_client()
+    for signature in ("é" * 64, customs_sandbox.sign(body)[:-1] + "é", "ａ" * 64):
+        try:
+            answer = client.post("/api/v1/customs_declaration/callback/sandbox", data=body,
+                                 headers={"Content-Type": "application/json",
+                                          "X-Signature": signature})
+        except UnicodeEncodeError:       # a header the client cannot even send
+            continue
+        assert answer.status_code == 401 and "X-Signature" in answer.json["errors"], signature
+    assert reload(CustomsDeclaration, made.id).status == "submitted"
+    assert OutboxEvent.query.filter_by(name="customs_declaration.held").count() == 0
+
+
+def _met_or_blocked(arrived: list, lock, who) -> None:
+    """Wait until the other client is here too, or is waiting for a row lock (PostgreSQL)."""
+    import time
+
+    from sqlalchemy import text
+
+    with lock:
+        arrived.append(who)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with lock:
+            if len(arrived) >= 2:
+                return
+        with db.engine.connect() as connection:
+            if connection.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the other client neither arrived nor waited for a lock")
+
+
+@pytest.mark.parametrize("notice_locked", [True, False], ids=["locked", "control_unlocked"])
+def test_two_declarations_of_one_shipment_at_once_make_one_and_a_409(app, shops, monkeypatch,
+                                                                    notice_locked):
+    """Both clients find no declaration; the notice's lock makes the second wait and find the
+    first's. The control takes no lock: both pass the check (the race is real) and the
+    unique notice_id still answers 409, never a 500."""
+    import threading
+
+    from services import order as orders
+    from services.actor import Actor, acting_as
+    from services.errors import ConflictError
+    from tests.conftest import requires_postgres
+
+    requires_postgres(app)
+    notice = cross_border_notice(shops["A"])
+    body = declaration_body(shops["A"], notice)
+    db.session.commit()
+    if not notice_locked:
+        monkeypatch.setattr(orders, "notice_for_update",
+                            lambda pk: db.session.get(ShippingNotice, pk))
+    real_number, arrived, lock = customs.number, [], threading.Lock()
+
+    def numbered(prefix):                # reached only when no declaration was found
+        _met_or_blocked(arrived, lock, threading.current_thread().name)
+        return real_number(prefix)
+
+    monkeypatch.setattr(customs, "number", numbered)
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def client(n):
+        with app.app_context(), acting_as(Actor.system(f"client-{n}")):
+            barrier.wait(timeout=10)
+            try:
+                customs.declare(dict(body))
+                db.session.commit()
+                outcome = "created"
+            except ConflictError as err:
+                db.session.rollback()
+                outcome = f"conflict:{','.join(err.errors)}"
+            except Exception as err:  # noqa: BLE001 - a 500 is what the test looks for
+                db.session.rollback()
+                outcome = f"error:{type(err).__name__}"
+            finally:
+                db.session.remove()
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(n,), name=f"c{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict:notice_id", "created"]
+    assert len(arrived) == (1 if notice_locked else 2)
+    db.session.expire_all()
+    assert CustomsDeclaration.query.filter_by(notice_id=notice.id).count() == 1

@@ -398,3 +398,36 @@ def test_templates_are_kept_per_process_and_forgotten_on_change(app, api, cart, 
 def test_shops_without_templates_pay_no_freight(api, cart):
     result = quote(api, body(cart, 2, 1, 1)).json["result"]
     assert (result["freight"], result["payable"]) == ("0.00", "396.00")
+
+
+def test_template_units_finer_than_the_column_keeps_are_refused(api, browser, shops):
+    from models.logistics import FreightRule
+
+    template = make_freight_template(shops["A"], basis="weight", rules=())
+    for field, value in (("step_units", D("0.0001")), ("first_units", D("0.0005")),
+                         ("step_units", D("1.2345"))):
+        fields = {"first_units": D("1"), "step_units": D("1"), field: value}
+        rule = FreightRule(template_id=template.id, regions=[], first_fee=D("8.00"),
+                           step_fee=D("1.00"), **fields)
+        with acting_as(Actor.system("test")), pytest.raises(ValidationFailed) as refused:
+            logistics.check_freight_rule(rule)
+        assert field in refused.value.errors, (field, value)
+        db.session.rollback()
+    screen = browser("merchant_a").post_form("/freightruleview/add", {
+        "template": str(template.id), "regions": "", "first_units": "1", "first_fee": "8.00",
+        "step_units": "0.0001", "step_fee": "2.00"})
+    assert screen.status_code in (200, 302)                         # the form's error
+    db.session.expire_all()
+    assert FreightRule.query.filter_by(template_id=template.id).count() == 0
+
+
+def test_a_template_line_with_a_step_of_zero_is_refused_not_divided_by(shops):
+    rule = logistics.TemplateRule(frozenset(), D("1"), D("8.00"), D("0.000"), D("1.00"))
+    template = logistics.Template(1, shops["A"].id, "Broken", "weight", None, None,
+                                  frozenset(), D("0.00"), True, (rule,))
+    lines = [line(shops["A"], quantity=3, weight="1.000")]
+    with pytest.raises(ValidationFailed) as refused:
+        logistics.charge(template, lines, SHANGHAI, "province_code")
+    assert "province_code" in refused.value.errors
+    light = [line(shops["A"], quantity=1, weight="0.500")]
+    assert logistics.charge(template, light, SHANGHAI).freight == D("8.00")

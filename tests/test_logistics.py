@@ -363,3 +363,90 @@ def test_the_screens_list_and_add(browser, shops):
     assert [(r.shop_id, r.first_fee) for r in
             FreightTemplate.query.filter_by(name="By piece").one().rules] == \
         [(shops["A"].id, D("8.00"))]
+
+
+# -- units finer than the columns keep, parcels that cannot be priced, extreme dates --------------
+
+def test_rate_units_finer_than_a_gram_are_refused_from_the_api_the_service_and_the_screen(
+        api, browser):
+    from models.logistics import CarrierRate
+
+    carrier = make_carrier("FINE", rates=())
+    for field, value in (("step_kg", D("0.0001")), ("first_kg", D("1.0005")),
+                         ("step_kg", D("0")), ("first_kg", D("100000.001"))):
+        fields = {"first_kg": D("1"), "step_kg": D("1"), field: value}
+        rate = CarrierRate(carrier_id=carrier.id, regions=[], first_fee=D("8.00"),
+                           step_fee=D("1.00"), **fields)
+        with pytest.raises(ValidationFailed) as refused:
+            logistics.check_rate(rate)
+        assert field in refused.value.errors, (field, value)
+        db.session.rollback()
+    line = {"carrier_id": carrier.id, "regions": [], "first_kg": "1", "first_fee": "8.00",
+            "step_kg": "0.0001", "step_fee": "1.00"}
+    answer = api("Logistics").post("/api/v1/carrier_rate/", json=line)
+    assert answer.status_code == 422 and "step_kg" in answer.json["errors"]
+    screen = browser("Logistics").post_form("/carrierrateview/add", {
+        "carrier": str(carrier.id), "regions": "", "first_kg": "1", "first_fee": "8.00",
+        "step_kg": "0.0001", "step_fee": "1.00", "remote_surcharge": "0.00"})
+    assert screen.status_code in (200, 302)                         # the form's error
+    db.session.expire_all()
+    assert CarrierRate.query.filter_by(carrier_id=carrier.id).count() == 0
+
+
+def test_a_step_of_zero_is_refused_rather_than_divided_by(app):
+    from models.logistics import CarrierRate
+
+    with pytest.raises(ValidationFailed) as refused:
+        logistics._steps(D("3"), D("1"), D("0.000"), "step_kg")
+    assert "step_kg" in refused.value.errors
+    assert logistics._steps(D("1"), D("1"), D("0.000")) == 0        # within the first units
+    broken = Carrier(code="BROKEN", name="Broken", enabled=True, rates=[CarrierRate(
+        regions=[], first_kg=D("1"), first_fee=D("8.00"), step_kg=D("0.000"),
+        step_fee=D("1.00"), remote_surcharge=D("0.00"))])
+    with pytest.raises(ValidationFailed) as refused:
+        logistics.carrier_cost(broken, SHANGHAI, D("2"))
+    assert "step_kg" in refused.value.errors
+    assert logistics._estimate(broken, SHANGHAI, D("2")) is None
+    db.session.rollback()
+
+
+def test_a_notice_too_heavy_to_price_is_left_unweighed_and_its_handlers_finish(app, shops):
+    from models.events import EventDelivery, OutboxEvent
+
+    make_carrier("ZTO", rates=(("", "8.00", "1.00"),))
+    cart = split_cart(shops)
+    cart["skus"][0].weight_kg = D("150000.000")                    # over MAX_KG in one piece
+    db.session.commit()
+    trade = paid_trade(cart, quantities=(1, 1))
+    heavy, light = trade.orders[0].notices
+    assert (heavy.weight_kg, heavy.carrier_id, heavy.cost) == (None, None, None)
+    assert heavy.freight is not None and heavy.province_code == SHANGHAI
+    assert light.weight_kg == D("1.500") and light.cost == D("9.00")
+    with acting_as(Actor.system("test")):
+        order.ship_notice(heavy.id, "ZTO", "ZTO0001")
+        db.session.commit()
+        run_inprocess_jobs(db.session)
+    db.session.expire_all()
+    heavy = db.session.get(ShippingNotice, heavy.id)
+    assert (heavy.status, heavy.weight_kg, heavy.cost) == ("shipped", None, None)
+    handled = db.session.query(EventDelivery.status).join(
+        OutboxEvent, OutboxEvent.id == EventDelivery.event_id).filter(
+        EventDelivery.subscriber.in_(("logistics.stamp_notice", "logistics.cost_shipped"))).all()
+    assert handled and {status for status, in handled} == {"done"}
+
+
+@pytest.mark.parametrize("query, field", [
+    ("from=9999-12-01&to=9999-12-31", "to"), ("from=0001-01-01", "from"),
+    ("from=0001-01-01&to=0001-01-02", "to"), ("from=1999-12-31&to=2000-01-05", "from"),
+    ("to=9999-01-01", "to"),
+])
+def test_report_dates_out_of_range_are_refused(api, query, field):
+    answer = api("Logistics").get(f"/api/v1/freight_report/?{query}")
+    assert answer.status_code == 422 and field in answer.json["errors"], answer.json
+
+
+def test_report_dates_at_the_edges_answer(api):
+    staff = api("Logistics")
+    for query in ("from=9998-12-01&to=9998-12-31", "from=2000-01-01&to=2000-01-31"):
+        answer = staff.get(f"/api/v1/freight_report/?{query}")
+        assert answer.status_code == 200 and answer.json["result"]["total"]["shipments"] == 0

@@ -255,6 +255,76 @@ def test_cancel_only_before_anything_arrived_and_close_short_closes(api, shops, 
         assert purchasing.on_order(sent.lines[0].sku_id, sent.warehouse_id) == 0
 
 
+def confirm_receipt_only(po, received):
+    """A WMS receipt of the order confirmed and committed; the `receipt.confirmed` handlers
+    have not run yet (their jobs are left pending)."""
+    from services import wms
+
+    with acting_as(Actor.system("wms")):
+        receipt = wms.create_receipt(source="purchase", purchase_order_id=po.id)
+        wms.record_receipt_lines(receipt.id, [{"line_id": line.id, "received": received,
+                                               "rejected": 0} for line in receipt.lines])
+        wms.confirm_receipt(receipt.id)
+        db.session.commit()
+    return receipt
+
+
+def test_an_order_whose_receipt_is_confirmed_is_not_cancelled_before_the_handler_runs(shops):
+    supplier = make_supplier(shops["A"], "active")
+    rule = stocked_rule(shops["A"], supplier, on_hand=0)
+    make_supplier_price(supplier, rule.sku, "5.00")
+    purchasing.replenish_tick()
+    po = reload(PurchaseOrder, reload(ReplenishmentRule, rule.id).open_po_id)
+    as_system(purchasing.approve_purchase_order, po.id)
+    as_system(purchasing.send_purchase_order, po.id)
+    quantity = reload(PurchaseOrder, po.id).lines[0].quantity
+    confirm_receipt_only(reload(PurchaseOrder, po.id), quantity)
+    assert reload(PurchaseOrder, po.id).lines[0].received == 0      # the handler is behind
+    with acting_as(Actor.system("test")):
+        with pytest.raises(purchasing.ConflictError):
+            purchasing.cancel_purchase_order(po.id, "Too late")
+        db.session.rollback()
+        run_inprocess_jobs(db.session)
+    assert reload(PurchaseOrder, po.id).status == "received"
+    assert events("purchase_order.cancelled") == []
+    assert inventory.available(rule.sku_id, rule.warehouse_id) == quantity
+    assert finance.balance("2204", shops["A"].id) == Decimal("-5.00") * quantity
+
+
+def test_closing_before_the_handler_runs_keeps_what_arrived(shops):
+    po = make_purchase_order(shops["A"], "sent", quantity=5)
+    confirm_receipt_only(po, 3)
+    with acting_as(Actor.system("test")):
+        purchasing.close_purchase_order(po.id, "Rest not needed")
+        db.session.commit()
+    line = reload(PurchaseOrderLine, po.lines[0].id)
+    assert (line.received, line.rejected) == (3, 0)                 # before the handler ran
+    run_inprocess_jobs(db.session)
+    line = reload(PurchaseOrderLine, po.lines[0].id)
+    assert (line.received, line.rejected) == (3, 0)
+    assert reload(PurchaseOrder, po.id).status == "closed"
+
+
+def test_steps_with_an_optional_body_take_none(api, shops, users):
+    merchant = api("merchant_a")
+    supplier = make_supplier(shops["A"])
+    document = make_supplier_document(supplier)
+    with acting_as(Actor.system("test")):
+        purchasing.verify_document(document.id)
+        db.session.commit()
+    qualified = merchant.post(f"/api/v1/supplier/{supplier.id}/qualify")
+    assert qualified.status_code == 200, qualified.json
+    activated = merchant.post(f"/api/v1/supplier/{supplier.id}/activate", data=b"",
+                              content_type="application/json")
+    assert activated.status_code == 200 and activated.json["result"]["status"] == "active"
+    assert merchant.post(f"/api/v1/supplier/{supplier.id}/suspend").status_code == 422
+    sent = make_purchase_order(shops["A"], "sent", supplier=supplier)
+    closed = merchant.post(f"/api/v1/purchase_order/{sent.id}/close")
+    assert closed.status_code == 200 and closed.json["result"]["status"] == "closed"
+    assert merchant.post(f"/api/v1/purchase_order/{sent.id}/close", data="not json",
+                         content_type="text/plain").status_code == 400
+
+
 def test_purchase_order_input_is_refused_naming_the_field(api, shops, users):
     supplier = make_supplier(shops["A"], "active")
     warehouse = make_warehouse(shops["A"])
@@ -760,6 +830,62 @@ def test_a_supplier_reports_only_its_own_notices(app, api, shops, users):
     assert bad.status_code == 422 and {"notice_no", "carrier", "tracking_no"} <= set(
         bad.json["errors"])
     assert reload(ShippingNotice, notice.id).status.value == "pending"
+
+
+def test_malformed_signature_headers_are_refused_and_a_suspended_supplier_is_forbidden(
+        app, api, shops, users):
+    supplier = make_supplier(shops["A"], "active")
+    notice = dropship_notice(shops["A"], supplier)
+    key = api("merchant_a").post(f"/api/v1/supplier/{supplier.id}/key",
+                                 json={}).json["result"]["key"]
+    body = (f'{{"notice_no": "{notice.notice_no}", "carrier": "SF", '
+            f'"tracking_no": "SF42"}}').encode()
+    now_ts = str(int(clock.now().timestamp()))
+    for timestamp, signature in (("\u00b2", None), (now_ts + "\u00b9", None),
+                                 (now_ts, "\u00e9" * 64), (now_ts, "g" * 64),
+                                 (now_ts, purchasing.sign(key, now_ts, body)[:63])):
+        answer = signed_post(app, supplier.code, key, body, timestamp=timestamp,
+                             signature=signature or purchasing.sign(key, now_ts, body))
+        assert answer.status_code == 401, (timestamp, signature, answer.status_code)
+        assert set(answer.json) == {"message", "errors"}
+    with acting_as(Actor.system("test")):
+        for timestamp, signature in (("\uff11\uff17", "0" * 64), ("\u0661", "0" * 64),
+                                     (now_ts, "\u0661" * 64), (now_ts, "\u00e9" * 64),
+                                     (now_ts, purchasing.sign(key, now_ts, body) + "\n"),
+                                     (now_ts + "\n", purchasing.sign(key, now_ts, body))):
+            with pytest.raises(purchasing.BadSignature):
+                purchasing.signed_supplier(supplier.code, timestamp, signature, body)
+    upper = signed_post(app, supplier.code, key, body,
+                        signature=purchasing.sign(key, now_ts, body).upper(), timestamp=now_ts)
+    assert upper.status_code == 200, upper.json               # hex is case-insensitive
+    # a suspended supplier is refused even with a good signature
+    other = dropship_notice(shops["A"], supplier)
+    with acting_as(Actor.system("test")):
+        purchasing.suspend(supplier.id, "Late twice")
+        db.session.commit()
+    late = (f'{{"notice_no": "{other.notice_no}", "carrier": "SF", '
+            f'"tracking_no": "SF43"}}').encode()
+    refused = signed_post(app, supplier.code, key, late)
+    assert refused.status_code == 403 and set(refused.json) == {"message", "errors"}
+    assert reload(ShippingNotice, other.id).status.value == "pending"
+
+
+def test_statement_periods_out_of_range_are_refused_naming_the_field(api, shops, users):
+    po = make_purchase_order(shops["A"], "sent")
+    receive_purchase_order(po)
+    today = clock.business_date().isoformat()
+    for start, end, field in (("0001-01-01", today, "period_start"),
+                              ("1999-12-31", today, "period_start"),
+                              ("9999-12-31", "9999-12-31", "period_start"),
+                              (today, "9999-12-31", "period_end")):
+        refused = api("Purchasing").post("/api/v1/supplier_statement/", json={
+            "supplier_id": po.supplier_id, "period_start": start, "period_end": end})
+        assert refused.status_code == 422, (start, end, refused.status_code)
+        assert field in refused.json["errors"]
+    assert SupplierStatement.query.count() == 0
+    drafted = api("Purchasing").post("/api/v1/supplier_statement/", json={
+        "supplier_id": po.supplier_id, "period_start": "2000-01-01", "period_end": today})
+    assert drafted.status_code == 201, drafted.json
 
 
 # -- dashboard ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 stale pushes, duplicates, unknown numbers), signed scans delivering the order once, exception
 scans opening one ticket, polling, and the Kuaidi100-style adapter on recorded payloads."""
 import json
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -11,12 +12,13 @@ import pytest
 from app.extensions import db
 from app.queue import run_inprocess_jobs
 from models.events import OutboxEvent
-from models.logistics import CarrierPush, TrackingEvent
+from models.logistics import CarrierPush, SandboxShipment, TrackingEvent
 from models.order import Order, OrderStatus, ShippingNotice
 from models.ticket import Ticket
 from services import clock, tracking
 from services.actor import Actor, acting_as
 from services.carriers import kuaidi100, sandbox
+from tests.conftest import requires_postgres
 from tests.factories import (make_carrier, paid_order, sandbox_carrier, shipped_notice,
                              ticket_queue)
 
@@ -170,7 +172,9 @@ def test_a_wrong_signature_is_401_and_stores_nothing(app, shops):
     notice = shipped_notice(shops["A"])
     body, headers = signed_push(notice.tracking_no, [scan(1)])
     for spoiled in ({**headers, "X-Signature": "0" * 64}, {**headers, "X-Nonce": "other"},
-                    {k: v for k, v in headers.items() if k != "X-Signature"}):
+                    {k: v for k, v in headers.items() if k != "X-Signature"},
+                    # made-up headers: non-ASCII text and digits are refused, not an error
+                    {**headers, "X-Signature": "é" * 64}, {**headers, "X-Timestamp": "²"}):
         answer = post(app, "SBX", body, spoiled)
         assert answer.status_code == 401 and set(answer.json) == {"message", "errors"}
     tampered = body.replace(b"in_transit", b"signed")
@@ -299,6 +303,7 @@ def test_polling_takes_at_most_a_batch_least_recently_scanned_first(app, shops, 
         sandbox.book().add_scan(notice.tracking_no, {
             "status": "in_transit", "description": None, "location": None,
             "occurred_at": clock.now().isoformat()})
+    db.session.commit()
     monkeypatch.setitem(app.config, "TRACKING_POLL_BATCH", 2)
     assert [n for n, _ in tracking.due_for_poll(2)] == [notices[0].id, notices[1].id]
     assert tracking.poll_shipments() == 2
@@ -306,6 +311,103 @@ def test_polling_takes_at_most_a_batch_least_recently_scanned_first(app, shops, 
     assert tracking.poll_shipments() == 1
     assert tracking.poll_shipments() == 0
 
+
+# -- the sandbox's book under concurrency (PostgreSQL, real threads) ----------------------------
+
+RACERS = 12
+
+
+def _in_threads(app, work):
+    """Run work(n) in RACERS threads released together, each with its own session and
+    transaction; answers the errors raised."""
+    barrier = threading.Barrier(RACERS)
+    errors, lock = [], threading.Lock()
+
+    def client(n):
+        with app.app_context(), acting_as(Actor.system(f"scanner-{n}")):
+            barrier.wait(timeout=10)
+            try:
+                work(n)
+                db.session.commit()
+            except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+                db.session.rollback()
+                with lock:
+                    errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def _scan_of(n):
+    return {"status": "in_transit", "description": f"scan {n}", "location": "上海",
+            "occurred_at": clock.now().isoformat()}
+
+
+def _advance_concurrently(app, tracking_no):
+    sandbox.book().register("SBX", tracking_no)
+    db.session.commit()
+    errors = _in_threads(app, lambda n: sandbox.book().add_scan(tracking_no, _scan_of(n)))
+    db.session.expire_all()
+    return errors, sandbox.book().scans(tracking_no)
+
+
+def test_concurrent_advances_of_one_shipment_keep_every_scan_with_distinct_ids(app):
+    requires_postgres(app)
+    errors, kept = _advance_concurrently(app, "SBX-RACE-1")
+    assert errors == []
+    assert sorted(s["description"] for s in kept) == sorted(f"scan {n}" for n in range(RACERS))
+    assert [s["id"] for s in kept] == [f"SBX-RACE-1-{n:03d}" for n in range(1, RACERS + 1)]
+
+
+def test_control_appending_without_the_row_lock_loses_scans(app, monkeypatch):
+    """Reading the shipment without its lock, then writing its scans back, loses scans and
+    repeats ids: the check above would catch a book without the lock."""
+    requires_postgres(app)
+    from sqlalchemy import select
+
+    everyone_read = threading.Barrier(RACERS)
+
+    def unlocked(tracking_no):
+        shipment = db.session.scalars(select(SandboxShipment).where(
+            SandboxShipment.tracking_no == tracking_no)).one_or_none()
+        everyone_read.wait(timeout=10)           # everyone read before anyone writes
+        return shipment
+
+    monkeypatch.setattr(sandbox, "_locked", unlocked)
+    errors, kept = _advance_concurrently(app, "SBX-RACE-2")
+    assert errors == []
+    assert len(kept) < RACERS
+    assert [s["id"] for s in kept] != [f"SBX-RACE-2-{n:03d}" for n in range(1, RACERS + 1)]
+
+
+def test_concurrent_registrations_of_one_shipment_are_absorbed(app):
+    requires_postgres(app)
+    errors = _in_threads(app, lambda n: sandbox.book().register(f"C{n}", "SBX-RACE-3"))
+    assert errors == []
+    rows = SandboxShipment.query.filter_by(tracking_no="SBX-RACE-3").all()
+    assert len(rows) == 1 and rows[0].carrier_code in {f"C{n}" for n in range(RACERS)}
+    assert rows[0].scans == []
+
+
+def test_control_plain_inserts_of_one_shipment_collide(app):
+    """Without ON CONFLICT DO NOTHING concurrent registrations fail on the unique tracking
+    number: the check above (no errors) would catch it."""
+    requires_postgres(app)
+
+    def plain_insert(n):
+        db.session.execute(SandboxShipment.__table__.insert().values(
+            tracking_no="SBX-RACE-4", carrier_code=f"C{n}", scans=[], created_at=clock.now(),
+            updated_at=clock.now()))
+
+    errors = _in_threads(app, plain_insert)
+    assert len(errors) == RACERS - 1
+    assert SandboxShipment.query.filter_by(tracking_no="SBX-RACE-4").count() == 1
 
 # -- the Kuaidi100-style adapter ------------------------------------------------------------------
 
@@ -429,8 +531,8 @@ def test_kuaidi100_without_credentials_is_neither_subscribed_nor_polled(app, sho
 
 def test_a_real_rq_worker_subscribes_the_shipment_in_the_shared_book(app, api, shops,
                                                                      monkeypatch):
-    """With Redis, the subscription runs in a real `rq worker --burst` and the sandbox's book
-    is Redis: what the worker registered, this process advances."""
+    """With Redis, the subscription runs in a real `rq worker --burst`; the sandbox's book is
+    a table: what the worker registered, this process advances."""
     import os
 
     from app.queue import rq_queue
@@ -448,3 +550,93 @@ def test_a_real_rq_worker_subscribes_the_shipment_in_the_shared_book(app, api, s
     assert sandbox.book().scans(notice.tracking_no)[0]["status"] == "signed"
     assert reload(ShippingNotice, notice.id).delivered_at is not None
     sandbox.forget_book()
+
+
+# -- non-ASCII signatures, and one exception ticket when two workers see the exception --------
+
+def test_kuaidi100_push_with_a_non_ascii_sign_is_refused(app, shops, kuaidi):
+    sf_notice(shops)
+    body, headers = kuaidi_push(SAMPLES["push"])
+    param = json.dumps(SAMPLES["push"], ensure_ascii=False)
+    good = kuaidi100.md5_upper(param + "s-salt")
+    for sign in ("é" * 32, good[:-1] + "É", "０" * 32, good + "é"):
+        forged = urlencode({"param": param, "sign": sign}).encode()
+        answer = post(app, "SF", forged, headers)
+        assert answer.status_code == 401 and "sign" in answer.json["errors"], sign
+    assert TrackingEvent.query.count() == 0 and CarrierPush.query.count() == 0
+    assert kuaidi100.status_of("٣") is None and kuaidi100.status_of("３01") is None
+
+
+def _met_or_blocked(arrived: list, lock, who) -> None:
+    """Wait until the other worker is here too, or is waiting for a row lock (PostgreSQL)."""
+    import time
+
+    from sqlalchemy import text
+
+    with lock:
+        arrived.append(who)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with lock:
+            if len(arrived) >= 2:
+                return
+        with db.engine.connect() as connection:
+            if connection.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the other worker neither arrived nor waited for a lock")
+
+
+@pytest.mark.parametrize("notice_locked", [True, False], ids=["locked", "control_unlocked"])
+def test_two_workers_on_two_exceptions_of_one_notice_open_one_ticket(app, shops, monkeypatch,
+                                                                     notice_locked):
+    """Each worker checks for an open ticket, then opens one: under the notice's lock the
+    second finds the first's. The control takes no lock and both open one (the test would
+    catch a handler without it)."""
+    from services import order as orders
+    from services import ticket
+
+    requires_postgres(app)
+    ticket_queue("logistics")
+    notice = ShippingNotice.query.filter_by(order_id=paid_order(shops["A"]).id).first()
+    events = []
+    for n, description in enumerate(("收件人电话无人接听", "再次派送失败")):
+        event = TrackingEvent(shop_id=notice.shop_id, notice_id=notice.id, tracking_no="T1",
+                              external_id=f"E-{n}", status="exception",
+                              description=description, occurred_at=clock.now(),
+                              received_at=clock.now())
+        db.session.add(event)
+        db.session.flush()
+        events.append({"event_id": event.id, "notice_id": notice.id})
+    db.session.commit()
+    if not notice_locked:
+        monkeypatch.setattr(orders, "notice_for_update",
+                            lambda pk: db.session.get(ShippingNotice, pk))
+    real_open, arrived, lock = ticket.open_ticket, [], threading.Lock()
+
+    def opening(*args, **kwargs):        # reached only when no ticket was found
+        _met_or_blocked(arrived, lock, threading.current_thread().name)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(ticket, "open_ticket", opening)
+    barrier = threading.Barrier(2)
+
+    def worker(n):
+        with app.app_context(), acting_as(Actor.job("tracking.exception_ticket")):
+            barrier.wait(timeout=10)
+            try:
+                tracking._exception_ticket(events[n])
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(n,), name=f"w{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.session.expire_all()
+    assert Ticket.query.filter_by(order_id=notice.order_id).count() == \
+        (1 if notice_locked else 2)

@@ -5,7 +5,7 @@ import threading
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
@@ -562,6 +562,87 @@ def test_bad_count_sheets_are_refused(api, shops, counted):
     assert all(l.counted is None for l in db.session.get(StockCount, sheet["id"]).lines)
 
 
+def move_sku0(kind, goods):
+    """A booked movement of shop A's first SKU out of or into WA (the goods move on the
+    shelf as the books say); returns its change to on hand."""
+    sku0, wa = goods["skus"][0], goods["wa"]
+    with acting_as(Actor.system("test")):
+        if kind == "receipt":
+            receipt = wms.create_receipt(wa.id, "other", [{"sku_id": sku0.id, "expected": 5}])
+            wms.record_receipt_lines(receipt.id, [{"line_id": receipt.lines[0].id, "received": 5}])
+            wms.confirm_receipt(receipt.id)
+            change = 5
+        elif kind == "adjust":
+            inventory.adjust(sku0.id, wa.id, -3, "damaged")
+            change = -3
+        elif kind == "shipment":
+            taken = inventory.reserve([(sku0.id, 4)], "shipped-order")
+            inventory.deduct(taken, "shipped-order")
+            change = -4
+        else:
+            transfer = wms.create_transfer(wa.id, goods["wa2"].id,
+                                           [{"sku_id": sku0.id, "quantity": 2}])
+            wms.ship_transfer(transfer.id)
+            change = -2
+        db.session.commit()
+    return change
+
+
+def test_the_adjustment_repro_ends_with_what_is_on_the_shelf(api, counted):
+    """On hand 10; a sheet is made; 3 are written off (books and shelf both 7); 7 are counted:
+    approval posts nothing and on hand stays 7."""
+    staff, sku0 = api("Warehouse"), counted["skus"][0]
+    sheet = staff.post("/api/v1/stock_count/", json={"warehouse_id": counted["wa"].id,
+                                                     "zone": "A"}).json["result"]
+    assert move_sku0("adjust", counted) == -3 and on_hand(sku0, counted["wa"]) == 7
+    url = f"/api/v1/stock_count/{sheet['id']}"
+    staff.post(f"{url}/count", json={"lines": [{"line_id": l["id"], "counted": c}
+                                               for l, c in zip(sheet["lines"], (7, 6))]})
+    staff.post(f"{url}/submit")
+    approved = staff.post(f"{url}/approve").json["result"]
+    assert approved["status"] == "approved", approved
+    assert on_hand(sku0, counted["wa"]) == 7
+    assert [(l["expected"], l["counted"], l["adjusted"]) for l in approved["lines"]] == [
+        (7, 7, 0), (6, 6, 0)]
+    assert StockLedger.query.filter_by(reason="stocktake").count() == 0
+
+
+@pytest.mark.parametrize("missing", [0, 2])
+@pytest.mark.parametrize("when", ["before counting", "after counting"])
+@pytest.mark.parametrize("kind", ["receipt", "adjust", "shipment", "transfer"])
+def test_goods_moved_while_a_count_is_open_are_not_counted_twice(api, counted, kind, when,
+                                                                 missing):
+    """Books say 10 of the first SKU, `missing` of them are gone from the shelf unbooked; goods
+    are received, written off, shipped or transferred out between making the (blind) sheet and
+    counting, or between counting and approval. Approval posts only what went missing, and on
+    hand ends equal to what is on the shelf."""
+    staff, sku0, sku1 = api("Warehouse"), *counted["skus"][:2]
+    shelf = 10 - missing
+    sheet = staff.post("/api/v1/stock_count/", json={"warehouse_id": counted["wa"].id,
+                                                     "zone": "A"}).json["result"]
+    url = f"/api/v1/stock_count/{sheet['id']}"
+    first, second = (l["id"] for l in sheet["lines"])
+    if when == "before counting":
+        shelf += move_sku0(kind, counted)
+    books_when_counted = on_hand(sku0, counted["wa"])
+    answer = staff.post(f"{url}/count", json={"lines": [{"line_id": first, "counted": shelf},
+                                                        {"line_id": second, "counted": 6}]})
+    assert answer.status_code == 200, answer.json
+    assert all(l["expected"] is None and l["variance"] is None          # blind until submitted
+               for l in staff.get(url).json["result"]["lines"])
+    if when == "after counting":
+        shelf += move_sku0(kind, counted)
+    submitted = staff.post(f"{url}/submit").json["result"]
+    approved = staff.post(f"{url}/approve").json["result"]
+    assert approved["status"] == "approved", approved
+    assert on_hand(sku0, counted["wa"]) == shelf and on_hand(sku1, counted["wa"]) == 6
+    assert [(l["expected"], l["counted"], l["variance"]) for l in submitted["lines"]] == [
+        (books_when_counted, books_when_counted - missing, -missing), (6, 6, 0)]
+    assert [l["adjusted"] for l in approved["lines"]] == [-missing, 0]
+    rows = StockLedger.query.filter_by(reason="stocktake").all()
+    assert [(r.on_hand_after - r.on_hand_before) for r in rows] == ([-missing] if missing else [])
+
+
 # -- transfers ---------------------------------------------------------------------------------
 
 def test_a_transfer_leaves_the_source_and_arrives_at_the_destination(api, shops, goods):
@@ -697,15 +778,53 @@ def test_screens_list_show_and_act(browser, shops, goods, outbound):
     assert StockLedger.query.filter_by(reason="receipt").count() == 1
 
 
-# -- the ledger explains the stock (property test) ---------------------------------------------
+# -- the ledger explains the stock, the books match the shelf (property test) -----------------
 
 OPERATIONS = st.lists(st.tuples(
-    st.sampled_from(["receipt", "adjust", "stocktake", "transfer", "reserve", "ship",
-                     "release"]),
-    st.integers(0, 1), st.integers(0, 1), st.integers(1, 6)), min_size=1, max_size=8)
+    st.sampled_from(["receipt", "adjust", "transfer", "reserve", "ship", "release", "lose",
+                     "find", "count", "count", "approve"]),
+    st.integers(0, 1), st.integers(0, 1), st.integers(1, 6)), min_size=1, max_size=12)
 
 
-def _apply(operation, skus, warehouses, held):
+class Shelves:
+    """The simulated warehouse floor. `physical` is what is on each stock row's shelf: booked
+    movements move the goods and the books alike; goods lost or found move the shelf alone.
+    `unbooked` is what the books should be short of the shelf (lost or found since the row
+    was last counted and that count approved). At most one count sheet is open: `counted`
+    holds, per line, what was unbooked when the line was counted (what approval must post)."""
+
+    def __init__(self):
+        self.physical = dict(books())
+        self.unbooked = {stock_id: 0 for stock_id in self.physical}
+        self.sheet, self.counted = None, {}
+
+    def snapshot(self):
+        return (dict(self.physical), dict(self.unbooked), self.sheet, dict(self.counted))
+
+    def restore(self, snapshot):
+        self.physical, self.unbooked, self.sheet, self.counted = (
+            dict(snapshot[0]), dict(snapshot[1]), snapshot[2], dict(snapshot[3]))
+
+    def count(self, sheet, lines):
+        """Count the named lines of the open sheet: what is on the shelf now."""
+        wms.record_counts(sheet.id, [{"line_id": l.id, "counted": self.physical[l.stock_id]}
+                                     for l in lines])
+        for line in lines:
+            self.counted[line.id] = (line.stock_id, self.unbooked[line.stock_id])
+
+
+def books():
+    return dict(db.session.execute(select(Stock.id, Stock.on_hand)).all())
+
+
+def _stock_id(sku, warehouse):
+    return db.session.scalar(select(Stock.id).where(Stock.sku_id == sku.id,
+                                                    Stock.warehouse_id == warehouse.id))
+
+
+def _apply(operation, skus, warehouses, held, shelves):
+    """One step; returns True when it booked a movement of goods (the shelf follows the
+    books), False when it touched the shelf or the count sheet alone."""
     kind, s, w, n = operation
     sku, warehouse, other = skus[s], warehouses[w], warehouses[1 - w]
     if kind == "receipt":
@@ -714,21 +833,41 @@ def _apply(operation, skus, warehouses, held):
         wms.confirm_receipt(receipt.id)
     elif kind == "adjust":
         inventory.adjust(sku.id, warehouse.id, n if n % 2 else -n, "property")
-    elif kind == "stocktake":
-        sheet = wms.create_count(warehouse.id, blind=False)
-        wms.record_counts(sheet.id, [{"line_id": l.id, "counted": max(l.expected + n - 3, 0)}
-                                     for l in sheet.lines])
-        wms.submit_count(sheet.id)
-        wms.approve_count(sheet.id)
     elif kind == "transfer":
         transfer = wms.create_transfer(warehouse.id, other.id, [{"sku_id": sku.id, "quantity": n}])
         wms.ship_transfer(transfer.id)
         wms.receive_transfer(transfer.id)
     elif kind == "reserve":
         held.append(inventory.reserve([(sku.id, n)], f"property-{len(held)}"))
-    elif held:
-        taken = held.pop(0)
-        (inventory.deduct if kind == "ship" else inventory.release)(taken, "property")
+    elif kind in ("ship", "release"):
+        if held:
+            taken = held.pop(0)
+            (inventory.deduct if kind == "ship" else inventory.release)(taken, "property")
+    elif kind in ("lose", "find"):              # goods gone or turned up, nothing booked
+        stock_id = _stock_id(sku, warehouse)
+        change = -n if kind == "lose" else n
+        if stock_id is not None and shelves.physical[stock_id] + change >= 0:
+            shelves.physical[stock_id] += change
+            shelves.unbooked[stock_id] += change
+        return False
+    elif kind == "count":                       # open a sheet, or count one SKU's line on it
+        if shelves.sheet is None:
+            shelves.sheet = wms.create_count(warehouse.id, blind=bool(n % 2)).id
+        else:
+            sheet = db.session.get(StockCount, shelves.sheet)
+            shelves.count(sheet, [l for l in sheet.lines if l.sku_id == sku.id])
+        return False
+    else:                                       # count what is left, submit, approve
+        sheet = (db.session.get(StockCount, shelves.sheet) if shelves.sheet is not None
+                 else wms.create_count(warehouse.id, blind=False))
+        shelves.count(sheet, [l for l in sheet.lines if l.counted is None])
+        wms.submit_count(sheet.id)
+        wms.approve_count(sheet.id)
+        for stock_id, unbooked_when_counted in shelves.counted.values():
+            shelves.unbooked[stock_id] -= unbooked_when_counted
+        shelves.sheet, shelves.counted = None, {}
+        return False
+    return True
 
 
 def assert_ledger_explains_stock():
@@ -742,33 +881,62 @@ def assert_ledger_explains_stock():
             assert later.reserved_before == (earlier.reserved_after if earlier else 0)
 
 
+def assert_books_match_the_shelf(shelves):
+    """On hand is what is on the shelf, short only of what was lost or found unbooked since
+    the row's last approved count: a count never posts a movement a second time."""
+    for stock_id, on_hand_now in books().items():
+        assert on_hand_now == shelves.physical[stock_id] - shelves.unbooked[stock_id], (
+            stock_id, on_hand_now, shelves.physical[stock_id], shelves.unbooked[stock_id])
+
+
 def test_every_stock_row_is_the_sum_of_its_ledger_whatever_happens(app, shops, goods):
+    """Receipts, adjustments, transfers, reservations and shipments, goods lost or found off
+    the books, and count sheets made, counted line by line and approved with any of these in
+    between: the ledger explains every stock row, and after each step on hand is what is on
+    the shelf except what went missing or turned up since the row was last counted."""
     skus, warehouses = goods["skus"][:2], [goods["wa"], goods["wa2"]]
     for sku in skus:
         stock_up(sku, warehouses[0], 5)
 
-    @settings(max_examples=12, deadline=None, database=None,
+    @settings(max_examples=20, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(OPERATIONS)
+    @example([("count", 0, 0, 2), ("receipt", 0, 0, 3), ("count", 0, 0, 1), ("lose", 0, 0, 2),
+              ("adjust", 0, 0, 2), ("approve", 0, 0, 1)])
     def run(operations):
         held = []
         with acting_as(Actor.system("property")):
+            shelves = Shelves()
             for operation in operations:
+                before, snapshot, was_held = books(), shelves.snapshot(), list(held)
                 try:
-                    _apply(operation, skus, warehouses, held)
+                    if _apply(operation, skus, warehouses, held, shelves):
+                        after = books()
+                        for stock_id, quantity in after.items():
+                            shelves.physical.setdefault(stock_id, 0)
+                            shelves.unbooked.setdefault(stock_id, 0)
+                            shelves.physical[stock_id] += quantity - before.get(stock_id, 0)
+                        if min(shelves.physical.values()) < 0:
+                            raise ShelfEmpty    # the books moved goods the shelf does not have
                     db.session.commit()
-                except HoutaiError:             # a refused step (short stock) changes nothing
+                except (HoutaiError, ShelfEmpty):   # a refused step changes nothing
                     db.session.rollback()
-                    if operation[0] == "reserve":
-                        continue
+                    shelves.restore(snapshot)
+                    held[:] = was_held
+                assert_books_match_the_shelf(shelves)
             for taken in held:                  # what is still reserved goes back
                 inventory.release(taken, "property")
             db.session.commit()
+            assert_books_match_the_shelf(shelves)
         assert_ledger_explains_stock()
 
     run()
     assert StockLedger.query.filter(StockLedger.reason.in_(
         ["receipt", "stocktake", "transfer_out", "transfer_in"])).count() > 0
+
+
+class ShelfEmpty(Exception):
+    pass
 
 
 # -- the stock value panel ---------------------------------------------------------------------

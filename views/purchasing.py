@@ -18,7 +18,7 @@ from services.errors import HoutaiError
 from views.base import (HoutaiModelApi, HoutaiModelView, ReadOnlyModelApi, ReadOnlyModelView,
                         api_action, api_errors, form_rule)
 from views.openapi import OpenApiErrorsMixin
-from views.schema import MoneyField, StrictInteger, json_body, load_or_422
+from views.schema import MoneyField, StrictInteger, json_body, load_or_422, optional_body
 
 SUPPLIER_STATUS_LABELS = {"prospect": _l("Prospect"), "qualified": _l("Qualified"),
                           "active": _l("Active"), "suspended": _l("Suspended")}
@@ -86,7 +86,7 @@ class SupplierApi(HoutaiModelApi):
         purchasing.check_supplier_deletable(item)
 
     def _moved(self, pk, step, schema):
-        body = load_or_422(schema, json_body())
+        body = load_or_422(schema, optional_body())
         return self.answer_saved(purchasing.move_supplier(pk, step, body.get("reason")))
 
     @api_action("/<int:pk>/qualify", "qualify")
@@ -522,7 +522,7 @@ class PurchaseOrderApi(HoutaiModelApi):
             404: {description: No such order}
             409: {description: 'Not sent, partially received or received (errors.status)'}
         """
-        body = load_or_422(OptionalReasonBody(), json_body())
+        body = load_or_422(OptionalReasonBody(), optional_body())
         return self.answer_saved(purchasing.close_purchase_order(pk, body["reason"]))
 
     @api_action("/<int:pk>/cancel", "cancel")
@@ -778,7 +778,10 @@ class SupplierShipmentApi(OpenApiErrorsMixin, BaseApi):
           responses:
             200: {description: 'Shipped (a repeat answers the same): {"result": {"notice_no",
               "status", "carrier", "tracking_no", "shipped_at"}}'}
-            401: {description: Bad, missing or stale signature; nothing changes}
+            401: {description: 'Bad, missing or stale signature (X-Timestamp: 1 to 12 ASCII
+              digits, X-Signature: 64 hex digits); nothing changes'}
+            403: {description: 'Signed by a supplier that is not active (suspended); nothing
+              changes'}
             404: {description: Not a notice of this supplier}
             409: {description: Shipped already with another tracking number, or not shippable}
             422: {description: A field is missing or too long}

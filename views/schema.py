@@ -145,6 +145,11 @@ def _is_required(sqla_column) -> bool:
         and sqla_column.server_default is None and not sqla_column.primary_key
 
 
+def optional_body() -> dict:
+    """The JSON body of a step whose body may be left out (no body at all reads as {})."""
+    return json_body() if request.get_data(cache=True) else {}
+
+
 def json_body() -> dict:
     """The request's JSON object, with decimals kept exact; 400 on anything else."""
     if not request.is_json:

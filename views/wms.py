@@ -1,7 +1,6 @@
 """WMS 仓库管理 REST and screens: inbound receipts, pick lists with packing and shipping of
 their notices, stocktaking count sheets and transfers. Every step runs a rule of
 services/wms.py; stock itself changes only there (through services/inventory.py)."""
-from flask import request
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.filters import FilterEqual
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -15,16 +14,11 @@ from services import wms
 from services.actor import ALL_SHOPS, shop_scope
 from services.errors import ValidationFailed
 from views.base import HoutaiModelApi, ReadOnlyModelView, api_action, api_errors
-from views.schema import ScaledDecimal, StrictInteger, json_body, load_or_422
+from views.schema import ScaledDecimal, StrictInteger, json_body, load_or_422, optional_body
 
 NOTE = dict(load_default=None, allow_none=True, validate=validate.Length(max=255))
 CODE = dict(load_default=None, allow_none=True, validate=validate.Length(max=64))
 OPTIONAL_ID = dict(load_default=None, allow_none=True)
-
-
-def optional_body() -> dict:
-    """The JSON body of a step whose body may be left out."""
-    return json_body() if request.get_data(cache=True) else {}
 
 
 def own_shop_only(body: dict) -> None:

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlencode
 
@@ -53,7 +54,7 @@ def md5_upper(text: str) -> str:
 def status_of(code) -> str | None:
     """Our status for a Kuaidi100 state or sub-state code ("3", "301", "1002", "14")."""
     code = str(code or "").strip()
-    if not code.isdigit():
+    if not re.fullmatch(r"[0-9]{1,4}", code):
         return None
     if code in STATES:
         return STATES[code]
@@ -136,8 +137,9 @@ class Kuaidi100:
         param = (form.get("param") or [""])[0]
         signature = (form.get("sign") or [""])[0]
         salt = current_app.config.get("KUAIDI100_SALT") or ""
-        if not salt or not param or not signature or \
-                not hmac.compare_digest(signature.upper(), md5_upper(param + salt)):
+        if not salt or not param or not re.fullmatch(r"[0-9A-Fa-f]{32}", signature) or \
+                not hmac.compare_digest(signature.upper().encode(),
+                                        md5_upper(param + salt).encode()):
             raise carriers.BadSignature("Bad or missing signature",
                                         {"sign": ["Does not match param and the salt."]})
         try:

@@ -19,6 +19,7 @@ from the declaration itself. Without SANDBOX_CUSTOMS_SECRET (production, unless 
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from decimal import Decimal
 
@@ -104,7 +105,8 @@ class SandboxCustoms:
 
     def decision_notice(self, body: bytes, headers) -> customs_adapters.Decision:
         signature = headers.get("X-Signature") or ""
-        if not signature or not hmac.compare_digest(signature.lower(), sign(body)):
+        if not re.fullmatch(r"[0-9A-Fa-f]{64}", signature) or \
+                not hmac.compare_digest(signature.lower().encode(), sign(body).encode()):
             raise customs_adapters.BadSignature("Bad or missing signature",
                                                 {"X-Signature": ["Does not match the body."]})
         try:
