@@ -31,8 +31,9 @@ AUDITED_FOR_PEOPLE_ONLY = {"event_delivery"}
 IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
                    "updated_at", "created_at"}
 SECRET_COLUMNS = {"password", "secret", "api_key", "token"}
-# What a secret's derived values end in (a supplier key's hash, an identity number's digest).
-SECRET_SUFFIXES = ("_hash", "_digest", "_secret", "_token")
+# What a secret's derived values end in (a supplier key's hash, an identity number's digest);
+# a digest of a request body (idempotency keys) is no secret and stays visible.
+SECRET_SUFFIXES = ("key_hash", "_digest", "_secret", "_token")
 # Per table: buyers' personal data and redeemable codes. The audit log is read by merchants
 # for their shop's records, who see these masked everywhere else; the entry says what
 # changed, not to what.
