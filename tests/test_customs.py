@@ -15,6 +15,7 @@ from services import customs
 from services.customs_adapters import sandbox as customs_sandbox
 from tests.factories import (BUYER_ID_NUMBER, cross_border_notice, declaration_body,
                              make_declaration, paid_order)
+from tests.race import met_or_blocked
 
 
 @pytest.fixture(autouse=True)
@@ -269,28 +270,6 @@ def test_a_non_ascii_signature_is_refused_with_401(app, api, shops):
     assert OutboxEvent.query.filter_by(name="customs_declaration.held").count() == 0
 
 
-def _met_or_blocked(arrived: list, lock, who) -> None:
-    """Wait until the other client is here too, or is waiting for a row lock (PostgreSQL)."""
-    import time
-
-    from sqlalchemy import text
-
-    with lock:
-        arrived.append(who)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with lock:
-            if len(arrived) >= 2:
-                return
-        with db.engine.connect() as connection:
-            if connection.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")).scalar():
-                return
-        time.sleep(0.01)
-    raise AssertionError("the other client neither arrived nor waited for a lock")
-
-
 @pytest.mark.parametrize("notice_locked", [True, False], ids=["locked", "control_unlocked"])
 def test_two_declarations_of_one_shipment_at_once_make_one_and_a_409(app, shops, monkeypatch,
                                                                     notice_locked):
@@ -314,7 +293,7 @@ def test_two_declarations_of_one_shipment_at_once_make_one_and_a_409(app, shops,
     real_number, arrived, lock = customs.number, [], threading.Lock()
 
     def numbered(prefix):                # reached only when no declaration was found
-        _met_or_blocked(arrived, lock, threading.current_thread().name)
+        met_or_blocked(arrived, lock, threading.current_thread().name)
         return real_number(prefix)
 
     monkeypatch.setattr(customs, "number", numbered)

@@ -21,6 +21,7 @@ from services.carriers import kuaidi100, sandbox
 from tests.conftest import requires_postgres
 from tests.factories import (make_carrier, paid_order, sandbox_carrier, shipped_notice,
                              ticket_queue)
+from tests.race import met_or_blocked
 
 SAMPLES = {
     # a Kuaidi100 push as its documentation records one (param of the form POST)
@@ -567,28 +568,6 @@ def test_kuaidi100_push_with_a_non_ascii_sign_is_refused(app, shops, kuaidi):
     assert kuaidi100.status_of("٣") is None and kuaidi100.status_of("３01") is None
 
 
-def _met_or_blocked(arrived: list, lock, who) -> None:
-    """Wait until the other worker is here too, or is waiting for a row lock (PostgreSQL)."""
-    import time
-
-    from sqlalchemy import text
-
-    with lock:
-        arrived.append(who)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with lock:
-            if len(arrived) >= 2:
-                return
-        with db.engine.connect() as connection:
-            if connection.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")).scalar():
-                return
-        time.sleep(0.01)
-    raise AssertionError("the other worker neither arrived nor waited for a lock")
-
-
 @pytest.mark.parametrize("notice_locked", [True, False], ids=["locked", "control_unlocked"])
 def test_two_workers_on_two_exceptions_of_one_notice_open_one_ticket(app, shops, monkeypatch,
                                                                      notice_locked):
@@ -617,7 +596,7 @@ def test_two_workers_on_two_exceptions_of_one_notice_open_one_ticket(app, shops,
     real_open, arrived, lock = ticket.open_ticket, [], threading.Lock()
 
     def opening(*args, **kwargs):        # reached only when no ticket was found
-        _met_or_blocked(arrived, lock, threading.current_thread().name)
+        met_or_blocked(arrived, lock, threading.current_thread().name)
         return real_open(*args, **kwargs)
 
     monkeypatch.setattr(ticket, "open_ticket", opening)
