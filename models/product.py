@@ -169,6 +169,8 @@ class Spu(ShopOwnedMixin, TimestampMixin, db.Model):
     freight_template_id = Column(Integer, ForeignKey("freight_template.id"), nullable=True)
     category = relationship("Category")
     brand = relationship("Brand")
+    supplier = relationship("Supplier")
+    freight_template = relationship("FreightTemplate")
     # a draft SPU is deleted with its grid and history (only drafts may be deleted)
     skus = relationship("Sku", back_populates="spu", order_by="Sku.id",
                         cascade="all, delete-orphan")

@@ -293,20 +293,19 @@ def check_selling_terms(spu: Spu) -> None:
             raise ValidationFailed.field("presale_deposit", "Must be positive.")
     if spu.presale_ships_on is not None and GoodsKind(spu.goods_kind) == GoodsKind.service:
         raise ValidationFailed.field("presale_ships_on", "Services are not sold ahead.")
-    _check_shop_reference(spu, "supplier_id", Supplier)
-    _check_shop_reference(spu, "freight_template_id", FreightTemplate)
+    _check_shop_reference(spu, "supplier", Supplier)
+    _check_shop_reference(spu, "freight_template", FreightTemplate)
 
 
-def _check_shop_reference(spu: Spu, column: str, model) -> None:
+def _check_shop_reference(spu: Spu, relationship: str, model) -> None:
     """The consignor / drop-ship supplier and the freight template of an SPU are its own
     shop's (a merchant never names another shop's rows)."""
-    value = getattr(spu, column)
+    value = _reference(spu, relationship)
     if value is None:
         return
     row = visible_row(model, value)
-    shop_id = _reference(spu, "shop")
-    if row is None or row.shop_id != shop_id:
-        raise ValidationFailed.field(column, "Not a record of this shop.")
+    if row is None or row.shop_id != _reference(spu, "shop"):
+        raise ValidationFailed.field(f"{relationship}_id", "Not a record of this shop.")
 
 
 def _reference(row, relationship: str):

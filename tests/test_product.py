@@ -443,3 +443,29 @@ def test_an_spu_names_only_its_own_shops_supplier_and_freight_template(api, shop
     answer = merchant.put(f"/api/v1/spu/{spu_id}", json={"freight_template_id": ids[3]})
     assert answer.status_code == 422 and "freight_template_id" in answer.json["errors"]
     assert db.session.get(Spu, spu_id).freight_template_id == ids[2]
+
+
+def test_the_spu_screen_offers_only_the_shops_own_suppliers_and_refuses_anothers(
+        browser, parts, shops):
+    """The screen's supplier field lists the merchant's own suppliers only; staff naming a
+    supplier of another shop than the SPU's get the form error, nothing saved."""
+    from tests.factories import make_supplier
+
+    mine = make_supplier(shops["A"], status="active", code="MINE")
+    theirs = make_supplier(shops["B"], status="active", code="THEIRS")
+    db.session.commit()
+    theirs_id, mine_id = theirs.id, mine.id
+    page = browser("merchant_a").get("/spuview/add").get_data(as_text=True)
+    assert "MINE" in page and "THEIRS" not in page
+
+    def add(title, supplier_id):
+        return browser("admin").post_form("/spuview/add", {
+            "title": title, "category": str(parts["leaf"].id),
+            "brand": str(parts["brand"].id), "shop": str(shops["A"].id),
+            "attribute_values": f'{{"{parts["attributes"]["Model"].id}": "S-1"}}',
+            "fulfilment": "dropship", "supplier": str(supplier_id)}, token_from="/spuview/add")
+
+    add("Theirs tee", theirs_id)        # the form's error: "supplier_id: Not a record …"
+    assert Spu.query.filter_by(title="Theirs tee").count() == 0
+    assert add("Mine tee", mine_id).status_code == 302
+    assert Spu.query.filter_by(title="Mine tee").one().supplier_id == mine_id

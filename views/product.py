@@ -195,7 +195,9 @@ SPU_LABELS = {"title": _l("Title"), "subtitle": _l("Subtitle"), "description": _
               "created_at": _l("Created at"), "changed_since_review": _l("Changed since review"),
               "goods_kind": _l("Goods kind"), "fulfilment": _l("Fulfilment"),
               "presale_ships_on": _l("Pre-sale: ships on"),
-              "presale_deposit": _l("Pre-sale: deposit per unit")}
+              "presale_deposit": _l("Pre-sale: deposit per unit"),
+              "supplier": _l("Supplier (consignment, drop-shipping)"),
+              "freight_template": _l("Freight template")}
 SELLING_COLUMNS = ["goods_kind", "fulfilment", "presale_ships_on", "presale_deposit"]
 
 
@@ -287,11 +289,12 @@ class SpuView(HoutaiModelView):
     list_columns = ["title", "shop", "category", "brand", "status", "outer_id", "created_at"]
     show_columns = ["title", "subtitle", "shop", "category", "brand", "status", "reject_reason",
                     "attribute_values", "image_ids", "description", "outer_id",
-                    *SELLING_COLUMNS, "history", "created_at"]
+                    *SELLING_COLUMNS, "supplier", "freight_template", "history", "created_at"]
     add_columns = ["shop", "title", "subtitle", "category", "brand", "attribute_values",
-                   "image_ids", "description", "outer_id", *SELLING_COLUMNS]
+                   "image_ids", "description", "outer_id", *SELLING_COLUMNS, "supplier",
+                   "freight_template"]
     edit_columns = ["title", "subtitle", "category", "brand", "attribute_values", "image_ids",
-                    "description", "outer_id", *SELLING_COLUMNS]
+                    "description", "outer_id", *SELLING_COLUMNS, "supplier", "freight_template"]
     search_columns = ["title", "shop", "category", "brand", "status", "outer_id"]
     search_filters = {"category": [FilterInCategoryTree]}
     related_views = [SkuView, SpuTransitionView]
