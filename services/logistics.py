@@ -789,19 +789,24 @@ def quote_templates(lines, province_code, shop_id=None) -> dict:
 
 # -- the report: freight paid vs real cost ---------------------------------------------------
 
+def _iso_day(value) -> date | None:
+    """An ISO date given as text, else None."""
+    try:
+        return date.fromisoformat(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _day(value, field: str, default: date) -> date:
     if value is None or value == "":
         return default
-    try:
-        if isinstance(value, str):
-            day = date.fromisoformat(value.strip())
-            if FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
-                return day
-            raise ValidationFailed.field(
-                field, f"From {FIRST_REPORT_DAY.isoformat()} to {LAST_REPORT_DAY.isoformat()}.")
-    except ValueError:
-        pass
-    raise ValidationFailed.field(field, "A date such as 2026-11-26.")
+    day = _iso_day(value)
+    if day is None:
+        raise ValidationFailed.field(field, "A date such as 2026-11-26.")
+    if not FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
+        raise ValidationFailed.field(
+            field, f"From {FIRST_REPORT_DAY.isoformat()} to {LAST_REPORT_DAY.isoformat()}.")
+    return day
 
 
 def report_period(start=None, end=None) -> tuple[date, date]:

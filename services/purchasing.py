@@ -856,8 +856,18 @@ def is_quality_reason(reason: str | None) -> bool:
     return any(word in text for word in quality_reasons())
 
 
-def _share(part, whole) -> float | None:
-    return None if not whole else round(float(part) / float(whole), 4)
+RATIO = Decimal("0.0001")
+
+
+def _share(part, whole) -> Decimal | None:
+    """part ÷ whole to four places; None without a whole (no data)."""
+    return None if not whole else (Decimal(part) / Decimal(whole)).quantize(RATIO)
+
+
+def _factor(value: Decimal | None, basis: dict) -> dict:
+    """A factor as kept in `rating_factors`: a ratio from 0 to 1 (a JSON number) and what it
+    was computed from."""
+    return {"value": None if value is None else float(value), "basis": basis}
 
 
 def supplied_skus(supplier_id: int) -> set[int]:
@@ -908,19 +918,19 @@ def scorecard(supplier: Supplier) -> dict:
                        AfterSale.status != "rejected")):
             if is_quality_reason(reason):
                 returned += quantity
-    quality = _share(received, received + rejected)
-    returns = _share(returned, sold)
+    rejected_share = _share(rejected, received + rejected)
+    returned_share = _share(returned, sold)
+    fill = _share(filled, ordered)
     return {
-        "on_time": {"value": _share(on_time, len(receipts)),
-                    "basis": {"on_time": on_time, "receipts": len(receipts)}},
-        "quality": {"value": None if quality is None else round(1 - float(rejected) /
-                                                                  float(received + rejected), 4),
-                    "basis": {"received": int(received), "rejected": int(rejected)}},
-        "returns": {"value": None if returns is None else round(max(0.0, 1 - returns), 4),
-                    "basis": {"quality_returns": int(returned), "sold": sold}},
-        "fill_rate": {"value": None if not ordered else round(min(1.0, float(filled) /
-                                                                  float(ordered)), 4),
-                      "basis": {"received": int(filled), "ordered": int(ordered)}},
+        "on_time": _factor(_share(on_time, len(receipts)),
+                           {"on_time": on_time, "receipts": len(receipts)}),
+        "quality": _factor(None if rejected_share is None else 1 - rejected_share,
+                           {"received": int(received), "rejected": int(rejected)}),
+        "returns": _factor(None if returned_share is None else max(Decimal(0),
+                                                                   1 - returned_share),
+                           {"quality_returns": int(returned), "sold": sold}),
+        "fill_rate": _factor(None if fill is None else min(Decimal(1), fill),
+                             {"received": int(filled), "ordered": int(ordered)}),
     }
 
 

@@ -936,7 +936,7 @@ def test_every_stock_row_is_the_sum_of_its_ledger_whatever_happens(app, shops, g
 
 
 class ShelfEmpty(Exception):
-    pass
+    """The simulated shelf has less than a step would take."""
 
 
 # -- the stock value panel ---------------------------------------------------------------------

@@ -13,7 +13,8 @@ from models.wms import PickList, Receipt, StockCount, StockTransfer
 from services import wms
 from services.actor import ALL_SHOPS, shop_scope
 from services.errors import ValidationFailed
-from views.base import HoutaiModelApi, ReadOnlyModelView, api_action, api_errors
+from views.base import (SHOP_MISMATCH, HoutaiModelApi, ReadOnlyModelView, api_action,
+                        api_errors)
 from views.schema import ScaledDecimal, StrictInteger, json_body, load_or_422, optional_body
 
 NOTE = dict(load_default=None, allow_none=True, validate=validate.Length(max=255))
@@ -25,7 +26,7 @@ def own_shop_only(body: dict) -> None:
     """A merchant names no other shop (the isolation contract: 422 errors.shop_id)."""
     scope = shop_scope()
     if scope is not ALL_SHOPS and body.get("shop_id") is not None and body["shop_id"] != scope:
-        raise ValidationFailed.field("shop_id", "Must be your own shop.")
+        raise ValidationFailed.field("shop_id", SHOP_MISMATCH)
 
 
 # -- schemas -------------------------------------------------------------------------------------
