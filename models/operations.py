@@ -1,0 +1,113 @@
+"""运营中心: the storefront's page configuration (banners, icon navigation, tabs) and bulk or
+scheduled price changes with their approval.
+
+A price itself changes only through the product center's price service
+(services/product.change_prices); a batch here is the paperwork around it: which SKUs, how
+much, when, and who approved a large cut.
+"""
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, ForeignKey, Integer, Numeric,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import relationship
+
+from app.extensions import db
+from models.base import Money, TimestampMixin, UTCDateTime, utcnow
+
+SLOT_KINDS = ("banner", "icon", "tab")
+LINK_TYPES = ("spu", "zone", "url", "none")
+PLATFORMS = ("app", "h5", "pc", "mini_program")
+PRICE_BATCH_MODES = ("percent", "amount", "set")
+PRICE_BATCH_STATUSES = ("pending_approval", "scheduled", "applied", "rejected", "cancelled")
+PRICE_LINE_STATUSES = ("pending", "applied", "skipped")
+
+
+class StorefrontSlot(TimestampMixin, db.Model):
+    """One banner, icon-navigation entry or tab (platform data) at a `position` of the
+    storefront ("home_top", ...): its image, where a tap leads, when it is live, its order
+    among its neighbours and the platforms that show it (empty: all of them)."""
+
+    __tablename__ = "storefront_slot"
+    __table_args__ = (
+        CheckConstraint("ends_at IS NULL OR starts_at IS NULL OR ends_at > starts_at",
+                        name="ck_storefront_slot_window"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    kind = Column(String(16), nullable=False, index=True)
+    position = Column(String(32), nullable=False, index=True)
+    title = Column(String(64), nullable=False)
+    image_id = Column(Integer, ForeignKey("uploaded_file.id"), nullable=True)
+    # an image kept elsewhere (a CDN), when no uploaded image is named
+    image_url = Column(String(512), nullable=True)
+    link_type = Column(String(16), nullable=False, default="none")
+    # an SPU id, a zone code or an absolute URL, as `link_type` says
+    link_value = Column(String(512), nullable=True)
+    starts_at = Column(UTCDateTime, nullable=True)
+    ends_at = Column(UTCDateTime, nullable=True)
+    sort_order = Column(Integer, nullable=False, default=0)
+    # a subset of PLATFORMS; empty: every platform
+    platforms = Column(JSON, nullable=False, default=list)
+    enabled = Column(Boolean, nullable=False, default=True)
+    image = relationship("UploadedFile")
+
+    def __repr__(self) -> str:
+        return f"{self.kind} {self.position}: {self.title}"
+
+
+class PriceBatch(db.Model):
+    """调价单: a bulk or scheduled price change. Its lines are worked out when it is submitted
+    (the preview made binding); a cut deeper than PRICE_CUT_APPROVAL_PERCENT waits for approval;
+    it is applied at `effective_at` (empty: at once) by the price service, line by line."""
+
+    __tablename__ = "price_batch"
+    # a merchant's batch carries its shop; a staff batch over several shops carries none
+    shop_column = "shop_id"
+
+    id = Column(Integer, primary_key=True)
+    batch_no = Column(String(32), nullable=False, unique=True)
+    shop_id = Column(Integer, ForeignKey("shop.id"), nullable=True, index=True)
+    # {"shop_id", "category_id", "brand_id", "spu_ids", "sku_ids"}: which SKUs
+    filters = Column(JSON, nullable=False, default=dict)
+    mode = Column(String(16), nullable=False)
+    # percent: +/- percent of the current price; amount: +/- CNY; set: the new price
+    value = Column(Numeric(12, 2), nullable=False)
+    reason = Column(String(255), nullable=False)
+    effective_at = Column(UTCDateTime, nullable=True, index=True)
+    status = Column(String(20), nullable=False, default="scheduled", index=True)
+    # the deepest cut among the lines, in percent of the old price (0 when nothing is cut)
+    max_cut_percent = Column(Numeric(7, 2), nullable=False, default=0)
+    requires_approval = Column(Boolean, nullable=False, default=False)
+    created_by = Column(String(128), nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    decided_by = Column(String(128), nullable=True)
+    decided_at = Column(UTCDateTime, nullable=True)
+    decision_reason = Column(String(255), nullable=True)
+    applied_at = Column(UTCDateTime, nullable=True)
+    shop = relationship("Shop")
+    lines = relationship("PriceBatchLine", back_populates="batch", order_by="PriceBatchLine.id",
+                         cascade="all, delete-orphan")
+
+    def __repr__(self) -> str:
+        return self.batch_no
+
+
+class PriceBatchLine(db.Model):
+    """One SKU of a price batch: its price when the batch was drafted and the price it gets."""
+
+    __tablename__ = "price_batch_line"
+    __table_args__ = (UniqueConstraint("batch_id", "sku_id", name="uq_price_batch_line_sku"),)
+    shop_column = "shop_id"
+
+    id = Column(Integer, primary_key=True)
+    batch_id = Column(Integer, ForeignKey("price_batch.id"), nullable=False, index=True)
+    sku_id = Column(Integer, ForeignKey("sku.id"), nullable=False, index=True)
+    shop_id = Column(Integer, ForeignKey("shop.id"), nullable=False, index=True)
+    old_price = Column(Money, nullable=False)
+    new_price = Column(Money, nullable=False)
+    status = Column(String(16), nullable=False, default="pending")
+    # why a line was skipped (its price changed since the batch was drafted, ...)
+    note = Column(Text, nullable=True)
+    batch = relationship("PriceBatch", back_populates="lines")
+    sku = relationship("Sku")
+
+    def __repr__(self) -> str:
+        return f"{self.sku_id}: {self.old_price} → {self.new_price}"
