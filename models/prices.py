@@ -1,56 +1,19 @@
-"""运营中心: the storefront's page configuration (banners, icon navigation, tabs) and bulk or
-scheduled price changes with their approval.
+"""运营中心, price management: bulk or scheduled price changes (调价单) with their approval.
 
 A price itself changes only through the product center's price service
-(services/product.change_prices); a batch here is the paperwork around it: which SKUs, how
-much, when, and who approved a large cut.
+(services/product.change_prices); a batch is the paperwork around it: which SKUs, how much,
+when, and who approved a large cut. The history of every change is models.product.PriceChange.
 """
-from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, ForeignKey, Integer, Numeric,
-                        String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, Column, ForeignKey, Integer, Numeric, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import relationship
 
 from app.extensions import db
-from models.base import Money, TimestampMixin, UTCDateTime, utcnow
+from models.base import Money, UTCDateTime, utcnow
 
-SLOT_KINDS = ("banner", "icon", "tab")
-LINK_TYPES = ("spu", "zone", "url", "none")
-PLATFORMS = ("app", "h5", "pc", "mini_program")
 PRICE_BATCH_MODES = ("percent", "amount", "set")
 PRICE_BATCH_STATUSES = ("pending_approval", "scheduled", "applied", "rejected", "cancelled")
 PRICE_LINE_STATUSES = ("pending", "applied", "skipped")
-
-
-class StorefrontSlot(TimestampMixin, db.Model):
-    """One banner, icon-navigation entry or tab (platform data) at a `position` of the
-    storefront ("home_top", ...): its image, where a tap leads, when it is live, its order
-    among its neighbours and the platforms that show it (empty: all of them)."""
-
-    __tablename__ = "storefront_slot"
-    __table_args__ = (
-        CheckConstraint("ends_at IS NULL OR starts_at IS NULL OR ends_at > starts_at",
-                        name="ck_storefront_slot_window"),
-    )
-
-    id = Column(Integer, primary_key=True)
-    kind = Column(String(16), nullable=False, index=True)
-    position = Column(String(32), nullable=False, index=True)
-    title = Column(String(64), nullable=False)
-    image_id = Column(Integer, ForeignKey("uploaded_file.id"), nullable=True)
-    # an image kept elsewhere (a CDN), when no uploaded image is named
-    image_url = Column(String(512), nullable=True)
-    link_type = Column(String(16), nullable=False, default="none")
-    # an SPU id, a zone code or an absolute URL, as `link_type` says
-    link_value = Column(String(512), nullable=True)
-    starts_at = Column(UTCDateTime, nullable=True)
-    ends_at = Column(UTCDateTime, nullable=True)
-    sort_order = Column(Integer, nullable=False, default=0)
-    # a subset of PLATFORMS; empty: every platform
-    platforms = Column(JSON, nullable=False, default=list)
-    enabled = Column(Boolean, nullable=False, default=True)
-    image = relationship("UploadedFile")
-
-    def __repr__(self) -> str:
-        return f"{self.kind} {self.position}: {self.title}"
 
 
 class PriceBatch(db.Model):
