@@ -14,7 +14,7 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
     """Build the Houtai application; `config` overrides settings read from the environment."""
     from flask_appbuilder import AppBuilder
 
-    from app import cli, errors, queue
+    from app import cli, errors, logs, queue
     from app.extensions import csrf, db, enforce_sqlite_foreign_keys, migrate
     from app.security import HoutaiSecurityManager
     from config import build_config
@@ -29,6 +29,7 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
     # One limit for both logins: the console form (FAB) and the REST API (ours).
     settings["AUTH_RATE_LIMIT"] = settings["LOGIN_RATE_LIMIT"]
     app.config.update(settings)
+    logs.install(app)
     if settings.get("REDIS_URL") and "RATELIMIT_STORAGE_URI" not in (config or {}):
         app.config["RATELIMIT_STORAGE_URI"] = settings["REDIS_URL"]
 
