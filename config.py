@@ -10,6 +10,9 @@
 | MAX_UPLOAD_MB | 5 |
 | DEMO_PASSWORD | a password generated once and kept in the instance folder |
 | LOGIN_RATE_LIMIT | `10 per minute` for the login endpoints |
+| LOG_FORMAT | `json` in production (one JSON object per line on stderr, with the request id), otherwise unset: Flask's and the server's own logging; `text` for one-line records |
+| LOG_LEVEL | `INFO` |
+| ACCESS_LOG | on: one `request` record per request (method, path, status, duration, user); `0` turns it off |
 | HOUTAI_EXTENSIONS | none: comma-separated modules imported at start (site-specific subscribers) |
 | RATELIMIT_ENABLED | on (`0` turns rate limiting off) |
 | JWT_ACCESS_TOKEN_SECONDS | 900 |
@@ -36,6 +39,7 @@
 | RISK_RULES_CACHE_SECONDS | 5: how long a process keeps the enabled risk rules of an event (0: read them every time); a rule saved in a process applies there at once |
 | IMAGE_HASH_DISTANCE | 10: how many of the 64 perceptual-hash bits may differ for an image to match a blocked one |
 | FREIGHT_CACHE_SECONDS | 5: how long a process keeps the shops' freight templates it prices carts with (0: read them on every price); a template saved in a process applies there at once |
+| STOREFRONT_CACHE_SECONDS | 30: the longest the public storefront slots answer is kept (in Redis with REDIS_URL; 0: read on every request); a change or a schedule boundary ends it sooner |
 | REMOTE_REGIONS | `650000,540000,630000,150000,640000,620000,460000` (Xinjiang, Tibet, Qinghai, Inner Mongolia, Ningxia, Gansu, Hainan): the provinces where carriers add their rate card's remote surcharge |
 | PURCHASING_RATING_WEIGHTS | `on_time:30,quality:30,returns:20,fill_rate:20`: the weights of the supplier scorecard's factors |
 | PURCHASING_QUALITY_REASONS | quality, damaged, defective, broken, not as described (and 质量, 破损, 损坏, 瑕疵, 与描述不符): comma-separated words that make an after-sales reason count against the supplier |
@@ -43,6 +47,11 @@
 | PURCHASING_ALERT_HOURS | 24: a replenishment rule that cannot order (no supplier or price) alerts at most this often |
 | SUPPLIER_SIGNATURE_WINDOW_SECONDS | 300: how far a supplier's signed request time may be from now |
 | DROPSHIP_NOTIFY_TRANSPORT | `sandbox`: drop-ship notices are kept in the process, not sent; `http`: POSTed, signed, to each supplier's notify URL |
+| WEBHOOK_MAX_ATTEMPTS | 8: attempts at a webhook delivery before it is `failed` (retries wait 1, 2, 4, 8 … minutes, at most 6 hours) |
+| WEBHOOK_TIMEOUT_SECONDS | 10: how long a webhook receiver may take to answer |
+| SMS_ADAPTER | `sandbox`: the SMS provider messages are sent through (only the sandbox ships with Houtai) |
+| SANDBOX_SMS_FAIL_PATTERN | none: a regular expression; the sandbox SMS provider refuses mobile numbers matching it (to try out failures) |
+| MESSAGE_MAX_ATTEMPTS | 5: attempts at sending an SMS before it is `failed` (retries wait 1, 2, 4, 8 minutes) |
 | SANDBOX_CARRIER_SECRET | `houtai-sandbox-carrier-development-secret` outside production; in production the sandbox carrier is off until it is set |
 | TRACKING_PUSH_WINDOW_SECONDS | 300: how far a carrier push's own time (sandbox `X-Timestamp`) may be from now |
 | TRACKING_POLL_BATCH | 100: shipments (and customs submissions) `houtai tick` polls at most per run |
@@ -51,6 +60,10 @@
 | CUSTOMS_ADAPTER | `sandbox`: the customs service declarations are submitted to |
 | CUSTOMS_SINGLE_LIMIT | 5000.00: the sandbox customs holds a declaration worth more (the single-transaction limit) |
 | SANDBOX_CUSTOMS_SECRET | `houtai-sandbox-customs-development-secret` outside production; in production the sandbox customs is off until it is set |
+| EXPORT_KEEP_DAYS | 7: `houtai tick` deletes export files finished longer ago |
+| UPLOAD_FOLDER | `uploads` in the instance folder: where uploads and export files are kept (web and worker processes must share it) |
+| PRICE_CUT_APPROVAL_PERCENT | 30: a price cut deeper than this percent of the old price needs an approved price batch |
+| PRICE_BATCH_MAX_SKUS | 500: SKUs one price batch may change at most |
 
 Permissions are synced by `houtai init` (once per deploy), never by each process at start.
 """
@@ -114,6 +127,10 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         raise ConfigurationError("UNPAID_TIMEOUT_MINUTES must be at least 1")
     return {
         "HOUTAI_ENV": houtai_env,
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", ("json", "text", ""),
+                              "json" if production else ""),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").upper(),
+        "ACCESS_LOG": env.get("ACCESS_LOG", "1") != "0",
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
@@ -149,6 +166,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "RISK_RULES_CACHE_SECONDS": max(0, int(env.get("RISK_RULES_CACHE_SECONDS", "5"))),
         "IMAGE_HASH_DISTANCE": max(0, min(32, int(env.get("IMAGE_HASH_DISTANCE", "10")))),
         "FREIGHT_CACHE_SECONDS": max(0, int(env.get("FREIGHT_CACHE_SECONDS", "5"))),
+        "STOREFRONT_CACHE_SECONDS": max(0, int(env.get("STOREFRONT_CACHE_SECONDS", "30"))),
         "REMOTE_REGIONS": [code.strip() for code in env.get(
             "REMOTE_REGIONS", "650000,540000,630000,150000,640000,620000,460000").split(",")
             if code.strip()],
@@ -161,6 +179,12 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
             1, int(env.get("SUPPLIER_SIGNATURE_WINDOW_SECONDS", "300"))),
         "DROPSHIP_NOTIFY_TRANSPORT": _choice(env, "DROPSHIP_NOTIFY_TRANSPORT",
                                              ("sandbox", "http"), "sandbox"),
+        # integrations: webhooks and messages
+        "WEBHOOK_MAX_ATTEMPTS": max(1, int(env.get("WEBHOOK_MAX_ATTEMPTS", "8"))),
+        "WEBHOOK_TIMEOUT_SECONDS": max(1, int(env.get("WEBHOOK_TIMEOUT_SECONDS", "10"))),
+        "SMS_ADAPTER": _choice(env, "SMS_ADAPTER", ("sandbox",), "sandbox"),
+        "SANDBOX_SMS_FAIL_PATTERN": env.get("SANDBOX_SMS_FAIL_PATTERN") or None,
+        "MESSAGE_MAX_ATTEMPTS": max(1, int(env.get("MESSAGE_MAX_ATTEMPTS", "5"))),
         # tracking and customs (物流中心): sandboxes off in production unless their secret is set
         "SANDBOX_CARRIER_SECRET": env.get("SANDBOX_CARRIER_SECRET") or (
             None if production else "houtai-sandbox-carrier-development-secret"),
@@ -176,8 +200,13 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
                                            "https://poll.kuaidi100.com/poll"),
         "CUSTOMS_ADAPTER": _choice(env, "CUSTOMS_ADAPTER", ("sandbox",), "sandbox"),
         "CUSTOMS_SINGLE_LIMIT": Decimal(env.get("CUSTOMS_SINGLE_LIMIT", "5000.00")),
+        "EXPORT_KEEP_DAYS": int(env.get("EXPORT_KEEP_DAYS", "7")),
         "SANDBOX_CUSTOMS_SECRET": env.get("SANDBOX_CUSTOMS_SECRET") or (
             None if production else "houtai-sandbox-customs-development-secret"),
+        # price management (运营中心): deeper cuts wait for approval; batches have a size cap
+        "PRICE_CUT_APPROVAL_PERCENT": max(Decimal("0"), min(Decimal("100"), Decimal(
+            env.get("PRICE_CUT_APPROVAL_PERCENT", "30")))),
+        "PRICE_BATCH_MAX_SKUS": max(1, int(env.get("PRICE_BATCH_MAX_SKUS", "500"))),
         "HOUTAI_EXTENSIONS": [m.strip() for m in env.get("HOUTAI_EXTENSIONS", "").split(",")
                               if m.strip()],
         # Flask-AppBuilder
@@ -196,6 +225,8 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "FAB_UPDATE_PERMS": False,
         "FAB_CREATE_DB": False,  # migrations create tables, never FAB at start-up
         "FAB_ADD_SECURITY_API": False,
+        # FAB's menu API serves its React front end, which the console does not use
+        "FAB_ADD_MENU_API": False,
         "FAB_API_SHOW_STACKTRACE": False,
         "JWT_ACCESS_TOKEN_EXPIRES": int(env.get("JWT_ACCESS_TOKEN_SECONDS", "900")),
         "WTF_CSRF_ENABLED": True,
@@ -208,7 +239,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
             "en": {"flag": "gb", "name": "English"},
             "zh": {"flag": "cn", "name": "简体中文"},
         },
-        "UPLOAD_FOLDER": str(Path(instance_path) / "uploads"),
+        "UPLOAD_FOLDER": env.get("UPLOAD_FOLDER") or str(Path(instance_path) / "uploads"),
         "IMG_UPLOAD_FOLDER": str(Path(instance_path) / "uploads" / "images"),
         "IMG_UPLOAD_URL": "/uploads/images/",
     }

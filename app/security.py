@@ -36,11 +36,15 @@ REVIEW_PERMISSIONS = {"can_review", "approve", "reject", "can_mark_paid", "can_d
 ROLES: dict[str, dict[str, object]] = {
     "Admin": {},  # every permission, granted by FAB's admin sync
     "ProductOps": {"product": MANAGE, "catalog": WRITE, "shop": READ, "storage": WRITE,
-                   "inventory": READ},
+                   "inventory": READ,
+                   # price batches: drafted by anyone with WRITE, deep cuts approved here
+                   "prices": MANAGE},
     "OrderOps": {"order": MANAGE, "trade": MANAGE, "dispatch": MANAGE, "shop": READ, "product": READ, "catalog": READ,
                  "logistics": READ, "tracking": READ,
                  "inventory": READ, "member": READ, "payment": READ, "after_sale": READ,
-                 "risk_cases": READ},
+                 "risk_cases": READ,
+                 # exports of what the role reads (orders, stock, sales); the sales report
+                 "exports": WRITE, "sales_report": READ},
     "CustomerService": {"customer_service": WRITE, "shop": READ, "storage": WRITE,
                         "product": READ, "member": READ_REVEAL, "order": READ,
                         "payment": READ, "after_sale": WRITE, "ticket": WRITE,
@@ -50,13 +54,19 @@ ROLES: dict[str, dict[str, object]] = {
                         "feedback": WRITE},
     "Marketing": {"marketing": WRITE, "shop": READ, "storage": WRITE, "product": READ,
                   "catalog": READ, "card": WRITE, "member_level": WRITE,
-                  "pricing_preview": WRITE},
+                  "pricing_preview": WRITE, "sales_report": READ,
+                  # price batches for campaigns; deep cuts wait for ProductOps' approval
+                  "prices": WRITE},
     "Finance": {"finance": WRITE, "payment": WRITE, "settlement": WRITE, "invoice": WRITE,
                 "shop": READ, "card": WRITE, "supplier_statement": MANAGE, "purchasing": READ,
-                "trade": READ, "after_sale": READ},
+                "trade": READ, "after_sale": READ,
+                # exports of settlements and sales; the sales report
+                "exports": WRITE, "sales_report": READ},
     # warehouse work only: receipts, picking, packing, shipping, counts, transfers
     "Warehouse": {"wms": WRITE, "inventory": WRITE, "dispatch": WRITE, "logistics": READ,
-                  "customs": READ},
+                  "customs": READ,
+                  # exports of stock
+                  "exports": WRITE},
     "Purchasing": {"purchasing": WRITE, "supplier_statement": WRITE, "inventory": READ,
                    "wms": READ, "storage": WRITE},
     # carriers and their rules, freight templates, tracking, customs declarations
@@ -65,14 +75,24 @@ ROLES: dict[str, dict[str, object]] = {
     # risk control: rules, blacklists, the case queue; members' pages to judge a case
     "Risk": {"risk": WRITE, "risk_cases": WRITE, "audit": READ, "member": READ},
     "Operations": {"shop": WRITE, "operations": WRITE, "audit": READ, "events": WRITE,
+                   # webhooks and the message log (integrations), message templates
+                   "integrations": WRITE, "messaging": WRITE,
                    # moderation: the queue's decisions, hiding, the word and image lists
                    "review": WRITE, "moderation": WRITE, "moderation_setup": WRITE,
                    "feedback": WRITE,
                    "storage": WRITE, "member": WRITE, "ticket_setup": WRITE, "card": WRITE,
-                   "member_level": WRITE},
+                   "member_level": WRITE,
+                   # the sales report, and its exports
+                   "exports": WRITE, "sales_report": READ},
     "Merchant": {"shop": READ, "audit": READ, "storage": WRITE, "product": WRITE,
+                 # the shop's own webhooks and its messages' log
+                 "integrations": WRITE,
+                 # the shop's own price batches; approving deep cuts is the platform's
+                 "prices": WRITE,
                  "catalog": READ, "inventory": WRITE, "order": WRITE, "dispatch": WRITE,
                  "after_sale": WRITE, "settlement": READ,
+                 # the shop's own exports (orders, settlements, stock, sales) and sales report
+                 "exports": WRITE, "sales_report": READ,
                  # the shop's tickets: read, answer, resolve; never open or reassign them
                  "ticket": (READ, {"can_reply", "can_resolve", "can_conversation"}),
                  "ticket_internal": READ,
@@ -100,7 +120,9 @@ ROLES: dict[str, dict[str, object]] = {
                    "ticket": (READ, {"can_post", "can_reply"}),
                    "invoice": (READ, {"can_post"}),
                    # members claim coupons into their wallets
-                   "marketing": (READ, {"can_claim"})},
+                   "marketing": (READ, {"can_claim"}),
+                   # a member's 站内信 (inbox messages): read them, mark them read
+                   "member_inbox": (READ, {"can_read"})},
 }
 # Roles that act through the API only: no screens, no menus, no own-account screens.
 API_ONLY_ROLES = {"Storefront"}

@@ -53,6 +53,8 @@ class Message(db.Model):
     provider_ref = Column(String(64), nullable=True)
     error = Column(Text, nullable=True)
     attempts = Column(Integer, nullable=False, default=0)
+    # a queued SMS is (re)sent from then on; while one sender holds it, the end of its lease
+    next_attempt_at = Column(UTCDateTime, nullable=True)
     dedupe_key = Column(String(128), nullable=False, unique=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     sent_at = Column(UTCDateTime, nullable=True)

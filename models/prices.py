@@ -49,6 +49,14 @@ class PriceBatch(db.Model):
     lines = relationship("PriceBatchLine", back_populates="batch", order_by="PriceBatchLine.id",
                          cascade="all, delete-orphan")
 
+    @property
+    def line_items(self) -> list[dict]:
+        """The lines as the API and the batch screen show them."""
+        return [{"id": line.id, "sku_id": line.sku_id,
+                 "sku_code": line.sku.code if line.sku else None, "shop_id": line.shop_id,
+                 "old_price": f"{line.old_price:.2f}", "new_price": f"{line.new_price:.2f}",
+                 "status": line.status, "note": line.note} for line in self.lines]
+
     def __repr__(self) -> str:
         return self.batch_no
 

@@ -63,3 +63,9 @@ class WebhookDelivery(db.Model):
 
     def __repr__(self) -> str:
         return f"{self.event_name} → {self.subscription_id}"
+
+    def request_body(self) -> str:
+        """The JSON body the receiver gets (shown in the deliveries log)."""
+        from services.webhook import request_body
+
+        return request_body(self).decode()

@@ -26,7 +26,7 @@ NOT_AUDITED_TABLES = {
 }
 # Written by jobs on every delivery (bookkeeping), but a person's decision on them (retry a
 # failed delivery) is audited.
-AUDITED_FOR_PEOPLE_ONLY = {"event_delivery"}
+AUDITED_FOR_PEOPLE_ONLY = {"event_delivery", "webhook_delivery", "message"}
 # Columns that change on every login or every write and carry no decision.
 IGNORED_COLUMNS = {"last_login", "login_count", "fail_login_count", "changed_on", "created_on",
                    "updated_at", "created_at"}
@@ -38,7 +38,8 @@ SECRET_SUFFIXES = ("key_hash", "_digest", "_secret", "_token")
 # for their shop's records, who see these masked everywhere else; the entry says what
 # changed, not to what.
 HIDDEN_BY_TABLE = {"order": {"address"}, "trade": {"address"}, "service_code": {"code"},
-                   "customs_declaration": {"buyer_name", "buyer_id_hint"}}
+                   "customs_declaration": {"buyer_name", "buyer_id_hint"},
+                   "message": {"recipient"}}
 _REASON_KEY = "houtai_audit_reason"
 _PENDING_KEY = "houtai_audit_pending"
 

@@ -84,3 +84,15 @@ def load_products() -> None:
     from services import demo_purchasing
 
     demo_purchasing.load_purchasing()
+    from services import demo_storefront
+
+    demo_storefront.load_storefront()
+    from services import demo_integrations
+
+    demo_integrations.load_integrations()
+    from services import demo_prices
+
+    demo_prices.load_prices()
+    from services import demo_export
+
+    demo_export.load_exports()

@@ -8,6 +8,7 @@ subscriber keeps its own attempts and back-off. `redeliver_due()` (run by `houta
 up deliveries whose enqueue was lost or whose retry is due.
 """
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -64,6 +65,25 @@ class Published:
     id: int
     name: str
     payload: dict
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The event a subscriber is running for (`current_event()`)."""
+    id: int
+    name: str
+    payload: dict
+    shop_id: int | None
+    created_at: object
+
+
+_delivering: ContextVar[Delivered | None] = ContextVar("houtai_event", default=None)
+
+
+def current_event() -> Delivered | None:
+    """The event whose subscriber is running: for subscribers that key their own work by
+    the event (its id) or need its name and shop (one handler for several events)."""
+    return _delivering.get()
 
 
 _INSERT_EVENT = insert(OutboxEvent.__table__).returning(OutboxEvent.__table__.c.id)
@@ -126,8 +146,14 @@ def deliver_one(delivery_id: int) -> bool:
         _record_failure(delivery_id, f"no subscriber named {delivery.subscriber}")
         return False
     try:
+        event = delivery.event
+        token = _delivering.set(Delivered(event.id, event.name, dict(event.payload),
+                                          event.shop_id, event.created_at))
         with acting_as(Actor.job(delivery.subscriber)):
-            handler(dict(delivery.event.payload))
+            try:
+                handler(dict(event.payload))
+            finally:
+                _delivering.reset(token)
             delivery.status = "done"
             delivery.attempts += 1
             delivery.done_at = now()

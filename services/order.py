@@ -517,6 +517,8 @@ def cancel_trade(trade_id: int, reason: str) -> Trade:
                                                  r.quantity) for r in held], trade.trade_no)
         for row in held:
             row.released = True
+        publish("order.cancelled", {"order_id": order.id, "trade_id": trade.id,
+                                    "reason": reason}, shop_id=order.shop_id)
     marketing.give_back_trade(trade)
     publish("trade.cancelled", {"trade_id": trade.id, "reason": reason})
     return trade
@@ -535,6 +537,8 @@ def pay_locked(trade: Trade, note: str) -> Trade:
     trade.paid_at = now()
     for order in trade.orders:
         order.paid_at = trade.paid_at
+        publish("order.paid", {"order_id": order.id, "trade_id": trade.id},
+                shop_id=order.shop_id)
         start_fulfilment(order)
     marketing.use_coupons(trade.id)
     _follow_trade(trade)
@@ -559,6 +563,7 @@ def start_fulfilment(order: Order) -> None:
     if order.order_type == "virtual":
         _move_order(order, "issue_codes", "service codes issued")
         order.delivered_at = now()
+        publish("order.delivered", {"order_id": order.id}, shop_id=order.shop_id)
     elif order.order_type == "pre_sale" and order.ships_after and \
             order.ships_after > business_date():
         return
@@ -805,6 +810,8 @@ def _ship_locked(notice: ShippingNotice, carrier: str, tracking_no: str) -> None
     if all(NoticeStatus(n.status) == NoticeStatus.shipped for n in live):
         _move_order(order, "ship", f"{carrier} {tracking_no}")
         _follow_trade(order.trade)
+        publish("order.shipped", {"order_id": order.id, "notice_id": notice.id},
+                shop_id=order.shop_id)
     else:
         _notice_on_timeline(notice, f"{notice.notice_no} shipped: {carrier} {tracking_no}")
     publish("shipping_notice.shipped", {"notice_id": notice.id, "order_id": order.id},

@@ -1,9 +1,10 @@
 """商品中心 rules: the category tree, attribute validation, the SPU listing workflow, the SKU
 grid and the one price service every price change goes through."""
 import itertools
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import nh3
+from flask import current_app
 from sqlalchemy import func, literal, select, update
 
 from app.extensions import db
@@ -402,13 +403,17 @@ def discard_draft(spu: Spu) -> None:
 
 
 def discard_sku(sku: Sku) -> None:
-    """A SKU of a draft may be removed (with its price history); later, disable it instead."""
+    """A SKU of a draft may be removed (with its price history and its lines in price
+    batches); later, disable it instead."""
     spu = db.session.get(Spu, sku.spu_id)
     if SpuStatus(spu.status) != SpuStatus.draft:
         raise ConflictError("Disable the SKU instead: it has been submitted",
                             {"status": [SpuStatus(spu.status).value]})
-    for row in db.session.scalars(select(PriceChange).where(PriceChange.sku_id == sku.id)):
-        db.session.delete(row)
+    from models.prices import PriceBatchLine
+
+    for model in (PriceChange, PriceBatchLine):
+        for row in db.session.scalars(select(model).where(model.sku_id == sku.id)):
+            db.session.delete(row)
     db.session.flush()
 
 
@@ -510,12 +515,56 @@ def change_price(sku_id: int, price: Decimal, reason: str) -> Sku:
     return change_prices([sku_id], price, reason)[0]
 
 
-def change_prices(sku_ids: list[int], price: Decimal, reason: str) -> list[Sku]:
+PERCENT = Decimal("0.01")
+
+
+def cut_percent(old: Decimal, new: Decimal) -> Decimal:
+    """How deep a change cuts, in percent of the old price (0 for a rise or a free SKU)."""
+    if old is None or old <= 0 or new >= old:
+        return Decimal("0.00")
+    return ((old - new) * 100 / old).quantize(PERCENT, rounding=ROUND_HALF_UP)
+
+
+def approval_threshold() -> Decimal:
+    """PRICE_CUT_APPROVAL_PERCENT: a deeper cut needs an approved price batch."""
+    return Decimal(current_app.config.get("PRICE_CUT_APPROVAL_PERCENT", Decimal("30")))
+
+
+def needs_approval(old: Decimal, new: Decimal) -> bool:
+    """A cut strictly deeper than the threshold (a cut exactly at it passes)."""
+    if old is None or old <= 0 or new >= old:
+        return False
+    return (old - new) * 100 > approval_threshold() * old
+
+
+def _batch_covers(batch, sku: Sku, price: Decimal) -> bool:
+    """An approved price batch (scheduled or being applied, approved if it had to be) that
+    sets exactly this SKU to exactly this price."""
+    if batch is None or batch.status not in ("scheduled", "applied"):
+        return False
+    if batch.requires_approval and not batch.decided_by:
+        return False
+    return any(line.sku_id == sku.id and line.new_price == price for line in batch.lines)
+
+
+def change_prices(sku_ids: list[int], price: Decimal, reason: str, *,
+                  batch=None) -> list[Sku]:
+    """Set the price of SKUs (locked in id order), keeping the history. A cut deeper than
+    PRICE_CUT_APPROVAL_PERCENT is refused (409, nothing changes) unless `batch`, an approved
+    price batch (services/prices), covers it; nothing else passes one."""
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationFailed.field("reason", "Required.")
     if not isinstance(price, Decimal) or price < 0:
         raise ValidationFailed.field("price", "Must not be negative.")
     skus = skus_for_update(sku_ids)
+    deep = [sku for sku in skus if needs_approval(sku.price, price)
+            and not _batch_covers(batch, sku, price)]
+    if deep:
+        raise ConflictError(
+            "A cut this deep needs approval: submit it as a price batch",
+            {"price": [f"Cuts {', '.join(sku.code for sku in deep)} by more than "
+                       f"{approval_threshold()}% of the current price; approval is needed "
+                       f"through a price batch."]})
     for sku in skus:
         if sku.price != price:
             _record_price(sku, sku.price, price, reason.strip()[:255])

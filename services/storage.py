@@ -52,6 +52,15 @@ class LocalFolderStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
+    def save_file(self, key: str, source: BinaryIO) -> None:
+        """Save from an open binary file, in chunks (large exports)."""
+        import shutil
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as target:
+            shutil.copyfileobj(source, target)
+
     def open(self, key: str) -> BinaryIO:
         return self._path(key).open("rb")
 

@@ -113,7 +113,7 @@ def _clean_state(app):
     clock (ids restart with the tables, so a job left by one test would act on the next),
     and no risk rules or promotions kept from the tables just emptied."""
     from app.extensions import db
-    from services import clock, logistics, marketing, risk
+    from services import clock, logistics, marketing, risk, storefront
 
     with app.app_context():
         yield
@@ -123,6 +123,7 @@ def _clean_state(app):
         risk.forget_rules()
         marketing.forget_promotions()
         logistics.forget_templates()
+        storefront.forget_slots()
         _empty_job_queue()
 
 

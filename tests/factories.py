@@ -1223,3 +1223,155 @@ def _register_tracking_and_customs() -> None:
 
 
 _register_tracking_and_customs()
+
+
+def _register_storefront() -> None:
+    from models.storefront import StorefrontSlot
+
+    API_BODIES.update({StorefrontSlot: lambda shop: {
+        "kind": "banner", "position": "home_top", "title": f"Banner {next(_serial)}",
+        "image_url": "https://cdn.example.com/banner.jpg", "link_type": "url",
+        "link_value": "https://shop.example.com/sale", "sort_order": 1,
+        "platforms": ["app", "h5"], "enabled": True}})
+
+
+_register_storefront()
+
+
+def make_price_batch(shop: Shop, mode: str = "percent", value: str = "-10.00",
+                     effective_at=None, **filters):
+    """A price batch over a fresh SPU's SKUs of `shop` (scheduled a year ahead unless given)."""
+    from datetime import timedelta
+
+    from services import clock, prices
+
+    spu = make_spu(shop, with_skus=True)
+    with acting_as(Actor.system("factory")):
+        batch = prices.submit({"shop_id": shop.id, "spu_ids": [spu.id], **filters}, mode,
+                              Decimal(value), f"{marker_of(shop)} price batch",
+                              effective_at or clock.now() + timedelta(days=365))
+        db.session.commit()
+    return batch
+
+
+def _price_batch_body(shop: Shop | None) -> dict:
+    shop = shop or Shop.query.order_by(Shop.id).first()
+    # an SPU of the shop with SKUs (a new one only when it has none: reading changes nothing)
+    spu = next((spu for spu in Spu.query.filter_by(shop_id=shop.id).order_by(Spu.id)
+                if spu.skus), None) or make_spu(shop, with_skus=True)
+    return {"filters": {"spu_ids": [spu.id]}, "mode": "percent", "value": "-5.00",
+            "reason": "Weekend sale", "effective_at": "2099-01-01T00:00:00+08:00"}
+
+
+def _register_prices() -> None:
+    from models.prices import PriceBatch, PriceBatchLine
+
+    ROW_FACTORIES.update({PriceBatch: make_price_batch,
+                          PriceBatchLine: lambda shop: make_price_batch(shop).lines[0]})
+    API_BODIES.update({PriceBatch: _price_batch_body})
+
+
+_register_prices()
+
+
+# -- exports (shop data when a merchant asks) ---------------------------------------------------
+
+def make_export(shop: Shop | None, kind: str = "orders", fmt: str = "csv", filters=None):
+    """An export requested by a merchant of `shop` (staff when None) and built in-process."""
+    from app.queue import run_inprocess_jobs
+    from services import export
+
+    actor = Actor(name=f"{marker_of(shop)}-merchant", shop_id=shop.id, authenticated=True,
+                  merchant=True) if shop else Actor(name="staff", authenticated=True)
+    with acting_as(actor):
+        job = export.request_export(kind, fmt, filters or {})
+        db.session.commit()
+    run_inprocess_jobs(db.session)
+    export.build(job.id)   # with REDIS_URL the commit only queued it
+    db.session.refresh(job)
+    return job
+
+
+def _register_exports() -> None:
+    from models.export import ExportJob
+
+    ROW_FACTORIES.update({ExportJob: make_export})
+    API_BODIES.update({ExportJob: lambda shop: {"kind": "orders", "format": "csv",
+                                                "filters": {}}})
+
+
+_register_exports()
+
+
+# -- integrations: webhooks and messages ----------------------------------------------------------
+
+def make_subscription(shop: Shop | None, url: str = "http://127.0.0.1:9/hooks",
+                      events=("order.*",), enabled: bool = True):
+    """A webhook subscription of `shop` (None: the platform's) and its signing key."""
+    from models.webhook import WebhookSubscription
+    from services import webhook
+
+    with acting_as(Actor.system("factory")):
+        subscription = WebhookSubscription(shop_id=shop.id if shop else None,
+                                           name=f"Hook {next(_serial)}", url=url,
+                                           events=list(events), enabled=enabled)
+        key = webhook.create_subscription(subscription)
+        db.session.add(subscription)
+        db.session.commit()
+    return subscription, key
+
+
+def _webhook_delivery_row(shop: Shop):
+    """A failed delivery of an order event of `shop` to one of its subscriptions."""
+    from models.events import OutboxEvent
+    from models.webhook import WebhookDelivery
+    from services.clock import now
+
+    subscription, _ = make_subscription(shop, enabled=False)
+    with acting_as(Actor.system("factory")):
+        event = OutboxEvent(name="order.paid", payload={"order_id": 1}, shop_id=shop.id,
+                            created_at=now())
+        db.session.add(event)
+        db.session.flush()
+        delivery = WebhookDelivery(subscription_id=subscription.id, shop_id=shop.id,
+                                   event_id=event.id, event_name=event.name,
+                                   payload=event.payload, status="failed", attempts=8,
+                                   next_attempt_at=now(), last_error="HTTP 500")
+        db.session.add(delivery)
+        db.session.commit()
+    return delivery
+
+
+def _message_row(shop: Shop):
+    from models.message import Message
+    from services.clock import now
+
+    with acting_as(Actor.system("factory")):
+        row = Message(shop_id=shop.id, channel="sms", recipient="13812345678",
+                      body=f"{marker_of(shop)} 您的订单已发货", status="sent", attempts=1,
+                      provider_ref="sbx-1", dedupe_key=f"factory:{next(_serial)}",
+                      created_at=now(), sent_at=now())
+        db.session.add(row)
+        db.session.commit()
+    return row
+
+
+def _register_integrations() -> None:
+    from models.message import Message, MessageTemplate
+    from models.webhook import WebhookDelivery, WebhookSubscription
+
+    ROW_FACTORIES.update({WebhookSubscription: lambda shop: make_subscription(shop)[0],
+                          WebhookDelivery: _webhook_delivery_row,
+                          Message: _message_row})
+    API_BODIES.update({
+        WebhookSubscription: lambda shop: {"name": f"Hook {next(_serial)}",
+                                           "url": "http://127.0.0.1:9/hooks",
+                                           "events": ["order.*"], "enabled": False,
+                                           **({"shop_id": shop.id} if shop else {})},
+        MessageTemplate: lambda shop: {"code": f"tpl{next(_serial)}", "channel": "sms",
+                                       "locale": "zh", "event_name": "order.shipped",
+                                       "body": "您的订单{order_no}已发货", "enabled": True},
+    })
+
+
+_register_integrations()

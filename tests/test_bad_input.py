@@ -237,3 +237,10 @@ def test_time_filters_are_read_in_the_business_zone(api, shops):
         "/api/v1/audit_log/?q=(filters:!((col:created_at,opr:gt,value:'2020-01-01T00:00:00')))")
     assert answer.status_code == 200
     assert answer.json["count"] > 0
+
+
+def test_an_id_beyond_the_integer_range_is_not_found(api, shops):
+    ops = api("Admin")
+    for method in (ops.put, ops.delete):
+        answer = method(f"/api/v1/shop/{2**40}", json={"name": "x"})
+        assert answer.status_code == 404, answer.get_data(as_text=True)

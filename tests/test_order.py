@@ -64,7 +64,7 @@ def test_order_lines_are_snapshots(api, cart):
     with acting_as(Actor.system("test")):
         from services import product
 
-        product.change_price(sku.id, Decimal("1.00"), "later sale")
+        product.change_price(sku.id, Decimal("89.00"), "later sale")
         db.session.commit()
     line = api("Admin").get(f"/api/v1/order/{result['orders'][0]['id']}").json["result"][
         "line_items"][0]

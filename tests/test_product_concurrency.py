@@ -131,7 +131,7 @@ def test_bulk_price_change_locks_skus_in_id_order(app, shops):
     spu = make_spu(shops["A"], with_skus=True)
     ids = [sku.id for sku in spu.skus]
     with acting_as(Actor.system("test")), recorded_statements() as statements:
-        product.change_prices(list(reversed(ids)), Decimal("5.00"), "lock order")
+        product.change_prices(list(reversed(ids)), Decimal("95.00"), "lock order")
         db.session.commit()
     lock = next(s for s in statements if "FROM SKU" in s and "FOR UPDATE" in s)
     assert "ORDER BY SKU.ID" in lock

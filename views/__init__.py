@@ -234,6 +234,27 @@ def register(appbuilder) -> None:
     for api in (RiskRuleApi, BlacklistApi, RiskDecisionApi, CreditScoreApi):
         appbuilder.add_api(api)
 
+    from views.storefront import StorefrontApi, StorefrontSlotApi, StorefrontSlotView
+
+    appbuilder.add_view(StorefrontSlotView, "Storefront slots", label=_l("Storefront slots"),
+                        icon="fa-picture-o", category="Operations",
+                        category_label=_l("Operations"), category_icon="fa-bullseye")
+    appbuilder.add_api(StorefrontSlotApi)
+    appbuilder.add_api(StorefrontApi)
+
+    from views import prices
+
+    prices.register(appbuilder)
+
+    from views import export
+
+    export.register(appbuilder)
+
+    from views import message, webhook
+
+    webhook.register(appbuilder)
+    message.register(appbuilder)
+
     appbuilder.add_view(AuditLogView, "Audit log", label=_l("Audit log"), icon="fa-history",
                         category="System", category_label=_l("System"), category_icon="fa-cogs")
     appbuilder.add_api(AuditLogApi)
@@ -246,3 +267,7 @@ def register(appbuilder) -> None:
     appbuilder.add_api(UploadedFileApi)
     appbuilder.add_api(OutboxEventApi)
     appbuilder.add_api(EventDeliveryApi)
+
+    from views.dashboard import DashboardApi
+
+    appbuilder.add_api(DashboardApi)

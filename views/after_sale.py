@@ -1,5 +1,6 @@
 """客服中心 after-sales: REST (the storefront requests and ships back; the merchant or customer
 service decides, receives and refunds) and the console screens."""
+from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from marshmallow import Schema, fields, validate
@@ -192,3 +193,18 @@ class AfterSaleView(ReadOnlyModelView):
     formatters_columns = {"status": lambda s: AFTER_SALE_STATUS_LABELS.get(s, s),
                           "kind": lambda k: AFTER_SALE_KIND_LABELS.get(k, k)}
     base_order = ("id", "desc")
+    # The same permissions as the REST steps (`can_approve`...): the shop or customer
+    # service decides, not only the platform.
+    method_permission_name = {"approve": "approve", "receive": "receive", "refund": "refund"}
+
+    @action("approve", _l("Approve"), None, "fa-check", multiple=False)
+    def approve(self, item):
+        return self.run_step(item, after_sale.approve)
+
+    @action("receive", _l("Goods received"), None, "fa-inbox", multiple=False)
+    def receive(self, item):
+        return self.run_step(item, after_sale.receive)
+
+    @action("refund", _l("Refund"), None, "fa-undo", multiple=False)
+    def refund(self, item):
+        return self.run_step(item, after_sale.refund)

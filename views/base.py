@@ -416,6 +416,8 @@ class HoutaiModelApi(OpenApiErrorsMixin, ModelRestApi):
             pk = int(pk)
         except (TypeError, ValueError):
             raise NotFoundError("Not found")
+        if not 0 < pk < 2**31:  # no row has it, and PostgreSQL refuses to compare it
+            raise NotFoundError("Not found")
         item = self.datamodel.get(pk, self._base_filters)
         if item is None:
             raise NotFoundError("Not found")

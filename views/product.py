@@ -213,6 +213,21 @@ class SpuTransitionView(ReadOnlyModelView):
     base_order = ("id", "desc")
 
 
+class PriceChangeView(ReadOnlyModelView):
+    """The price history of SKUs (every change through the price service); a SKU's page
+    lists its own."""
+
+    datamodel = SQLAInterface(PriceChange)
+    center = "product"
+    list_title = _l("Price history")
+    label_columns = {"sku": _l("SKU"), "old_price": _l("Old price"), "new_price": _l("New price"),
+                     "reason": _l("Reason"), "actor": _l("Who"), "created_at": _l("When")}
+    list_columns = ["sku", "old_price", "new_price", "reason", "actor", "created_at"]
+    show_columns = list_columns
+    search_columns = ["sku", "actor", "created_at"]
+    base_order = ("id", "desc")
+
+
 class SkuView(HoutaiModelView):
     datamodel = SQLAInterface(Sku)
     center = "product"
@@ -234,6 +249,7 @@ class SkuView(HoutaiModelView):
                              "bulk_form"}
     search_columns = ["spu", "shop", "code", "barcode", "outer_id", "enabled"]
     base_permissions = ["can_list", "can_show", "can_edit", "can_delete", "can_bulk_form"]
+    related_views = [PriceChangeView]
 
     @action("change_price", _l("Change price"), None, "fa-jpy", multiple=True)
     def change_price(self, items):
@@ -408,18 +424,6 @@ class SpuView(HoutaiModelView):
         return self.render_template("houtai/spu_grid.html", spu=spu, sales=sales,
                                     existing=existing, title=_l("Generate SKU grid"),
                                     appbuilder=self.appbuilder)
-
-
-class PriceChangeView(ReadOnlyModelView):
-    datamodel = SQLAInterface(PriceChange)
-    center = "product"
-    list_title = _l("Price history")
-    label_columns = {"sku": _l("SKU"), "old_price": _l("Old price"), "new_price": _l("New price"),
-                     "reason": _l("Reason"), "actor": _l("Who"), "created_at": _l("When")}
-    list_columns = ["sku", "old_price", "new_price", "reason", "actor", "created_at"]
-    show_columns = list_columns
-    search_columns = ["sku", "actor", "created_at"]
-    base_order = ("id", "desc")
 
 
 # -- REST ----------------------------------------------------------------------------------------

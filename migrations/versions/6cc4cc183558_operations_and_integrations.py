@@ -121,6 +121,7 @@ def upgrade():
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('read_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['member_id'], ['member.id'], ),
     sa.ForeignKeyConstraint(['shop_id'], ['shop.id'], ),
     sa.ForeignKeyConstraint(['template_id'], ['message_template.id'], ),

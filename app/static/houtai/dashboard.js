@@ -6,7 +6,7 @@
     var spec = JSON.parse(node.textContent);
     var canvas = document.getElementById("chart-" + key);
     if (!canvas || typeof Chart === "undefined") { return; }
-    var total = spec.values.reduce(function (a, b) { return a + b; }, 0);
+    var total = spec.values.reduce(function (a, b) { return a + Number(b); }, 0);
     if (spec.chart === "doughnut" && total === 0) {
       var empty = document.createElement("p");
       empty.className = "text-muted text-center";
