@@ -47,6 +47,7 @@
 | PURCHASING_ALERT_HOURS | 24: a replenishment rule that cannot order (no supplier or price) alerts at most this often |
 | SUPPLIER_SIGNATURE_WINDOW_SECONDS | 300: how far a supplier's signed request time may be from now |
 | DROPSHIP_NOTIFY_TRANSPORT | `sandbox`: drop-ship notices are kept in the process, not sent; `http`: POSTed, signed, to each supplier's notify URL |
+| LISTENERS_CACHE_SECONDS | 5: how long a process keeps which webhook subscriptions and message templates are enabled, so that events nobody listens to cost nothing (0: read them on every event); a change saved in a process applies there at once |
 | WEBHOOK_MAX_ATTEMPTS | 8: attempts at a webhook delivery before it is `failed` (retries wait 1, 2, 4, 8 … minutes, at most 6 hours) |
 | WEBHOOK_TIMEOUT_SECONDS | 10: how long a webhook receiver may take to answer |
 | SMS_ADAPTER | `sandbox`: the SMS provider messages are sent through (only the sandbox ships with Houtai) |
@@ -166,6 +167,7 @@ def build_config(instance_path: str, env: dict | None = None) -> dict:
         "RISK_RULES_CACHE_SECONDS": max(0, int(env.get("RISK_RULES_CACHE_SECONDS", "5"))),
         "IMAGE_HASH_DISTANCE": max(0, min(32, int(env.get("IMAGE_HASH_DISTANCE", "10")))),
         "FREIGHT_CACHE_SECONDS": max(0, int(env.get("FREIGHT_CACHE_SECONDS", "5"))),
+        "LISTENERS_CACHE_SECONDS": max(0, int(env.get("LISTENERS_CACHE_SECONDS", "5"))),
         "STOREFRONT_CACHE_SECONDS": max(0, int(env.get("STOREFRONT_CACHE_SECONDS", "30"))),
         "REMOTE_REGIONS": [code.strip() for code in env.get(
             "REMOTE_REGIONS", "650000,540000,630000,150000,640000,620000,460000").split(",")

@@ -8,12 +8,16 @@ subscriber keeps its own attempts and back-off. `redeliver_due()` (run by `houta
 up deliveries whose enqueue was lost or whose retry is due.
 """
 import logging
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
+from flask import current_app
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.queue import RETRY_INTERVALS, enqueue_after_commit, enqueue_now
@@ -34,19 +38,25 @@ class Subscriber:
     event: str
     name: str
     handler: Callable[[dict], None]
+    # asked at publish time (event name, shop id): False means nobody listens through this
+    # subscriber now, so no delivery row and no job are made for it
+    wanted: Callable[[str, int | None], bool] | None = None
 
 
 _subscribers: dict[str, list[Subscriber]] = {}
 
 
-def subscribe(event_name: str, name: str | None = None):
-    """Register `handler(payload)` for `event_name`; the name is its idempotency key."""
+def subscribe(event_name: str, name: str | None = None,
+              wanted: Callable[[str, int | None], bool] | None = None):
+    """Register `handler(payload)` for `event_name`; the name is its idempotency key.
+    `wanted(event_name, shop_id)`, when given, decides at publish time whether the event is
+    delivered to this subscriber at all (see `Listeners`)."""
 
     def register(handler):
         key = name or f"{handler.__module__}.{handler.__qualname__}"
         listeners = _subscribers.setdefault(event_name, [])
         if all(s.name != key for s in listeners):
-            listeners.append(Subscriber(event_name, key, handler))
+            listeners.append(Subscriber(event_name, key, handler, wanted))
         return handler
 
     return register
@@ -98,7 +108,7 @@ def publish(name: str, payload: dict, *, shop_id: int | None = None) -> Publishe
     stamp = now()
     event_id = connection.execute(_INSERT_EVENT, {
         "name": name, "payload": payload, "shop_id": shop_id, "created_at": stamp}).scalar_one()
-    subscribers = subscribers_of(name)
+    subscribers = [s for s in subscribers_of(name) if s.wanted is None or s.wanted(name, shop_id)]
     if subscribers:
         due = stamp + REDELIVER_AFTER
         connection.execute(_INSERT_DELIVERIES, [
@@ -106,6 +116,44 @@ def publish(name: str, payload: dict, *, shop_id: int | None = None) -> Publishe
             for subscriber in subscribers])
         enqueue_after_commit(db.session, DELIVER_JOB, event_id, job_id=f"event-{event_id}")
     return Published(event_id, name, payload)
+
+
+class Listeners:
+    """The rows (webhook subscriptions, message templates) a subscriber delivers to, read by
+    `load()` and kept per process for LISTENERS_CACHE_SECONDS, so that publishing an event
+    nobody listens to costs no query, no delivery row and no job. A change of `model` flushed
+    in this process forgets them at once; other processes see it within the setting."""
+
+    _all: list["Listeners"] = []
+
+    def __init__(self, model, load: Callable[[], list]):
+        self.model, self.load = model, load
+        self.rows: list | None = None
+        self.read_at = 0.0
+        Listeners._all.append(self)
+
+    def current(self) -> list:
+        seconds = current_app.config.get("LISTENERS_CACHE_SECONDS", 5)
+        moment = time.monotonic()
+        if self.rows is None or moment - self.read_at >= seconds:
+            self.rows, self.read_at = list(self.load()), moment
+        return self.rows
+
+    def forget(self) -> None:
+        self.rows = None
+
+    @classmethod
+    def forget_all(cls) -> None:
+        for listeners in cls._all:
+            listeners.forget()
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _forget_changed_listeners(session, flush_context, instances) -> None:
+    changed = {type(row) for row in (*session.new, *session.dirty, *session.deleted)}
+    for listeners in Listeners._all:
+        if listeners.model in changed:
+            listeners.forget()
 
 
 def _handler(event_name: str, subscriber_name: str):

@@ -21,7 +21,7 @@ from models.message import MESSAGE_CHANNELS, Message, MessageTemplate
 from services.actor import visible_row
 from services.clock import now
 from services.errors import NotFoundError, ValidationFailed
-from services.events import current_event, subscribe
+from services.events import Listeners, current_event, subscribe
 from services.member import mask_phone
 from services.scheduler import scheduled
 
@@ -207,8 +207,17 @@ def _from_templates(payload: dict) -> None:
             queue(template, context, member, event.shop_id, key)
 
 
+_templates = Listeners(MessageTemplate, lambda: db.session.scalars(
+    select(MessageTemplate.event_name).where(MessageTemplate.enabled.is_(True))).all())
+
+
+def _wanted(name: str, shop_id: int | None) -> bool:
+    """Whether an enabled template is sent on `name`."""
+    return name in _templates.current()
+
+
 for _name in TEMPLATE_EVENTS:
-    subscribe(_name, SUBSCRIBER)(_from_templates)
+    subscribe(_name, SUBSCRIBER, wanted=_wanted)(_from_templates)
 
 
 # -- messages -----------------------------------------------------------------------------------

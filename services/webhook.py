@@ -27,7 +27,7 @@ from models.webhook import WebhookDelivery, WebhookSubscription
 from services.actor import visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
-from services.events import current_event, subscribe
+from services.events import Listeners, current_event, subscribe
 from services.scheduler import scheduled
 
 # What a subscription may ask for: status changes of trades, orders, shipments and refunds.
@@ -188,8 +188,19 @@ def _make_deliveries(payload: dict) -> None:
         enqueue_after_commit(db.session, SEND_JOB, delivery.id)
 
 
+_listening = Listeners(WebhookSubscription, lambda: db.session.execute(
+    select(WebhookSubscription.shop_id, WebhookSubscription.events)
+    .where(WebhookSubscription.enabled.is_(True))).all())
+
+
+def _wanted(name: str, shop_id: int | None) -> bool:
+    """Whether an enabled subscription (platform-wide or the event's shop's) hears `name`."""
+    return any((owner is None or owner == shop_id) and event_matches(events, name)
+               for owner, events in _listening.current())
+
+
 for _name in WEBHOOK_EVENTS:
-    subscribe(_name, SUBSCRIBER)(_make_deliveries)
+    subscribe(_name, SUBSCRIBER, wanted=_wanted)(_make_deliveries)
 
 
 # -- sending ------------------------------------------------------------------------------------

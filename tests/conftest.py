@@ -113,7 +113,7 @@ def _clean_state(app):
     clock (ids restart with the tables, so a job left by one test would act on the next),
     and no risk rules or promotions kept from the tables just emptied."""
     from app.extensions import db
-    from services import clock, logistics, marketing, risk, storefront
+    from services import clock, events, logistics, marketing, risk, storefront
 
     with app.app_context():
         yield
@@ -124,6 +124,7 @@ def _clean_state(app):
         marketing.forget_promotions()
         logistics.forget_templates()
         storefront.forget_slots()
+        events.Listeners.forget_all()
         _empty_job_queue()
 
 
