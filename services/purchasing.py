@@ -58,12 +58,10 @@ Money (services/finance.py posts nothing itself for these; this module calls its
 A statement collects, for one supplier and period, the received receipt lines and consigned
 sales not yet on a statement (an item is unique per source, so a source is paid once).
 """
-import hashlib
 import hmac
 import json
 import logging
 import re
-import secrets
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -80,6 +78,7 @@ from models.purchasing import (DOCUMENT_KINDS, PurchaseOrder, PurchaseOrderLine,
                                ReplenishmentRule, Supplier, SupplierDocument, SupplierPrice,
                                SupplierStatement, SupplierStatementItem, SupplierTransition)
 from models.storage import UploadedFile
+from services import keys
 from services.actor import Actor, acting_as, current_actor, is_row_id, scope_query, visible_row
 from services.clock import business_date, business_day_bounds, now
 from services.errors import (REFERENCE_NOT_FOUND, ConflictError, ForbiddenError, HoutaiError,
@@ -382,43 +381,24 @@ def price_for(supplier_id: int, sku_id: int, quantity: int, day: date | None = N
 
 # -- supplier keys and signatures (drop-shipping reports) -------------------------------------
 
-KEY_SCHEME = "v1"
-
-
-def _derived_key(salt: str) -> str:
-    secret = current_app.config["SECRET_KEY"].encode()
-    return "sk_" + hmac.new(secret, f"supplier-key:{salt}".encode(), hashlib.sha256).hexdigest()
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+KEY_PREFIX, KEY_PURPOSE = "sk_", "supplier-key"
 
 
 def issue_key(supplier_id) -> tuple[Supplier, str]:
     """A new signing key for the supplier (any earlier one stops working). The key is
-    answered once; the database keeps only a salt and a hash of it (the key is derived
-    from the salt with the application's SECRET_KEY, so the database alone never gives it)."""
+    answered once; the database keeps only a salt and a hash of it (services/keys.py)."""
     supplier = _locked(Supplier, supplier_id)
-    salt = secrets.token_urlsafe(16)
-    key = _derived_key(salt)
-    supplier.api_key_hash = f"{KEY_SCHEME}${salt}${_digest(key)}"
+    key, supplier.api_key_hash = keys.new_key(KEY_PREFIX, KEY_PURPOSE)
     publish("supplier.key_issued", {"supplier_id": supplier.id}, shop_id=supplier.shop_id)
     return supplier, key
 
 
 def supplier_key(supplier: Supplier) -> str | None:
     """The supplier's current key (to sign what we send it and check what it sends us)."""
-    scheme, _, rest = (supplier.api_key_hash or "").partition("$")
-    salt, _, digest = rest.partition("$")
-    if scheme != KEY_SCHEME or not salt or not digest:
-        return None
-    key = _derived_key(salt)
-    return key if hmac.compare_digest(_digest(key), digest) else None
+    return keys.stored_key(supplier.api_key_hash, KEY_PREFIX, KEY_PURPOSE)
 
 
-def sign(key: str, timestamp: str, body: bytes) -> str:
-    """hex HMAC-SHA256 of `<timestamp>.<raw body>` under the supplier's key."""
-    return hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+sign = keys.sign
 
 
 class BadSignature(HoutaiError):

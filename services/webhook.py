@@ -9,10 +9,7 @@ the commit. Sending claims the delivery with a conditional update (a lease on
 workers never send one attempt twice, and a worker that dies mid-way leaves a delivery that
 `houtai tick` (`webhooks.retry`) picks up when the lease ends.
 """
-import hashlib
-import hmac
 import json
-import secrets
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -24,6 +21,7 @@ from app.extensions import db
 from app.queue import enqueue_after_commit, enqueue_now
 from models.events import OutboxEvent
 from models.webhook import WebhookDelivery, WebhookSubscription
+from services import keys
 from services.actor import visible_row
 from services.clock import now
 from services.errors import ConflictError, NotFoundError, ValidationFailed
@@ -46,44 +44,28 @@ SEND_JOB = "workers.webhook.send_delivery"
 RETRY_BASE_SECONDS = 60          # attempt n+1 waits 60 s × 2^(n-1): 1, 2, 4, 8 … minutes
 RETRY_MAX_SECONDS = 6 * 3600
 RETRY_BATCH = 200
-KEY_SCHEME = "v1"
 SUBSCRIBER = "webhook.deliveries"
 USER_AGENT = "Houtai-Webhooks/1"
 
 
-# -- keys and signatures (as purchasing's supplier keys) --------------------------------------
+# -- keys and signatures (services/keys.py, as suppliers' keys) ---------------------------------
 
-def _derived_key(salt: str) -> str:
-    secret = current_app.config["SECRET_KEY"].encode()
-    return "whsec_" + hmac.new(secret, f"webhook-key:{salt}".encode(), hashlib.sha256).hexdigest()
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+KEY_PREFIX, KEY_PURPOSE = "whsec_", "webhook-key"
 
 
 def assign_key(subscription: WebhookSubscription) -> str:
-    """A new signing key for the subscription (an earlier one stops signing). Answered once:
-    the database keeps a salt and a hash; the key is derived from the salt with SECRET_KEY."""
-    salt = secrets.token_urlsafe(16)
-    key = _derived_key(salt)
-    subscription.signing_key_hash = f"{KEY_SCHEME}${salt}${_digest(key)}"
+    """A new signing key for the subscription (an earlier one stops signing), answered once."""
+    key, subscription.signing_key_hash = keys.new_key(KEY_PREFIX, KEY_PURPOSE)
     return key
 
 
 def signing_key(subscription: WebhookSubscription) -> str | None:
-    scheme, _, rest = (subscription.signing_key_hash or "").partition("$")
-    salt, _, digest = rest.partition("$")
-    if scheme != KEY_SCHEME or not salt or not digest:
-        return None
-    key = _derived_key(salt)
-    return key if hmac.compare_digest(_digest(key), digest) else None
+    return keys.stored_key(subscription.signing_key_hash, KEY_PREFIX, KEY_PURPOSE)
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:
     """`sha256=` + hex HMAC-SHA256 of `<timestamp>.<raw body>` under the subscription's key."""
-    return "sha256=" + hmac.new(key.encode(), timestamp.encode() + b"." + body,
-                                hashlib.sha256).hexdigest()
+    return "sha256=" + keys.sign(key, timestamp, body)
 
 
 # -- subscriptions ------------------------------------------------------------------------------
