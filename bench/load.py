@@ -169,7 +169,7 @@ class Processes:
                     if status == 200:
                         break
                 except OSError:
-                    pass
+                    pass   # not listening yet: asked again until the deadline
                 if time.monotonic() > deadline:
                     raise LoadError(f"gunicorn on {port} not ready:\n{self.tail()}")
                 time.sleep(0.2)

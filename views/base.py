@@ -8,7 +8,7 @@ see every shop; anonymous requests see nothing.
 """
 import logging
 
-from flask import abort, flash, redirect, request
+from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder import api as fab_api
 from flask_appbuilder.api import expose as api_expose
@@ -262,6 +262,31 @@ class HoutaiModelView(ModelView):
             db.session.rollback()
             flash(err.message, "danger")
         return redirect(self.get_redirect())
+
+
+    def reason_step(self, row, step, permission: str, template: str, **context):
+        """A screen step that needs a reason (reject, ...): GET shows `template` asking for it,
+        POST runs `step(row.id, reason)` and goes back to the row; a refusal is flashed with
+        the fields it names, and the form is shown again."""
+        if not self.appbuilder.sm.has_access(permission, self.class_permission_name):
+            return redirect(url_for(f"{self.endpoint}.show", pk=row.id))
+        if request.method == "POST":
+            try:
+                step(row.id, request.form.get("reason", ""))
+                db.session.commit()
+                flash(str(lazy_gettext("Rejected")), "success")
+                return redirect(url_for(f"{self.endpoint}.show", pk=row.id))
+            except HoutaiError as err:
+                db.session.rollback()
+                flash(error_text(err), "danger")
+        return self.render_template(template, title=lazy_gettext("Reject"),
+                                    appbuilder=self.appbuilder, **context)
+
+
+def error_text(err: HoutaiError) -> str:
+    """A domain error for a flash: its message, or each field with its reasons."""
+    return err.message if not err.errors else "; ".join(
+        f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items())
 
 
 class ReadOnlyModelView(HoutaiModelView):

@@ -312,19 +312,8 @@ class PriceBatchView(ReadOnlyModelView):
     @has_access
     def reject_form(self, pk):
         batch = self._visible_or_404(pk)
-        if not self.appbuilder.sm.has_access("reject", self.class_permission_name):
-            return redirect(url_for(f"{self.endpoint}.show", pk=pk))
-        if request.method == "POST":
-            try:
-                prices.reject(batch.id, request.form.get("reason", ""))
-                db.session.commit()
-                flash(str(_l("Rejected")), "success")
-                return redirect(url_for(f"{self.endpoint}.show", pk=pk))
-            except HoutaiError as err:
-                db.session.rollback()
-                flash(_error_text(err), "danger")
-        return self.render_template("houtai/price_batch_reject.html", batch=batch,
-                                    title=_l("Reject"), appbuilder=self.appbuilder)
+        return self.reason_step(batch, prices.reject, "reject", "houtai/price_batch_reject.html",
+                                batch=batch)
 
     @expose("/new", methods=["GET", "POST"])
     @has_access
@@ -352,11 +341,6 @@ class PriceBatchView(ReadOnlyModelView):
             categories=Category.query.order_by(Category.path).all(),
             brands=Brand.query.order_by(Brand.name).all(),
             title=_l("New price batch"), appbuilder=self.appbuilder)
-
-
-def _error_text(err: HoutaiError) -> str:
-    return err.message if not err.errors else "; ".join(
-        f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items())
 
 
 def _form_ids(text: str, field: str) -> list[int] | None:

@@ -384,20 +384,8 @@ class SpuView(HoutaiModelView):
     @has_access
     def reject_form(self, pk):
         spu = self._visible_or_404(pk)
-        if not self.appbuilder.sm.has_access("reject", self.class_permission_name):
-            return redirect(url_for(f"{self.endpoint}.show", pk=pk))
-        if request.method == "POST":
-            try:
-                product.reject_spu(spu.id, request.form.get("reason", ""))
-                db.session.commit()
-                flash(str(_l("Rejected")), "success")
-                return redirect(url_for(f"{self.endpoint}.show", pk=pk))
-            except HoutaiError as err:
-                db.session.rollback()
-                flash(err.message if not err.errors else "; ".join(
-                    f"{f}: {', '.join(map(str, r))}" for f, r in err.errors.items()), "danger")
-        return self.render_template("houtai/spu_reject.html", spu=spu,
-                                    title=_l("Reject"), appbuilder=self.appbuilder)
+        return self.reason_step(spu, product.reject_spu, "reject", "houtai/spu_reject.html",
+                                spu=spu)
 
     @expose("/grid/<int:pk>", methods=["GET", "POST"])
     @has_access
