@@ -54,12 +54,14 @@ def test_a_merchant_lists_a_product_and_product_ops_approve_it(console, shops):
     expect(merchant.locator(".alert-success")).to_contain_text("2 SKUs added")
     # a step on a record answers on the list it was opened from
     action_button(merchant, "SpuView", "submit").click()
+    expect(merchant).to_have_url(re.compile(r"/spuview/list/"))
     expect(row(merchant, "Linen tee (browser)")).to_contain_text("Pending review")
 
     staff = console("ProductOps")
     open_record(staff, "/spuview/list/", "Linen tee (browser)")
     expect(field(staff, "Shop")).to_contain_text("Shop A")
     action_button(staff, "SpuView", "approve").click()
+    expect(staff).to_have_url(re.compile(r"/spuview/list/"))
     expect(row(staff, "Linen tee (browser)")).to_contain_text("On sale")
 
     open_record(merchant, "/spuview/list/", "Linen tee (browser)")
